@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="s3gateway",
+    version="0.1.0",
+    description="An S3-compatible HTTP gateway daemon on Twisted",
+    packages=find_packages(include=["gateway", "gateway.*"]) + ["twisted.plugins"],
+    package_data={"gateway": ["py.typed"], "twisted": ["plugins/s3gateway.py"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "twisted>=23.10",
+        "klein>=23.5",
+        "treq>=23.11",
+        "zope.interface>=6",
+        "attrs>=23.1",
+        # CRC32C and CRC64NVME checksums (x-amz-checksum-*) in C: the hash runs over every
+        # uploaded byte, so a pure-Python CRC would cap uploads at a few MB/s.
+        "awscrt>=0.20",
+    ],
+    extras_require={
+        "test": [
+            "pytest",
+            "pytest-twisted",
+            "boto3",
+            "awscli",
+            "s3cmd",
+            "psutil",
+        ],
+    },
+    entry_points={"console_scripts": ["s3gateway-admin = gateway.admin:main"]},
+)

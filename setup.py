@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="An S3-compatible HTTP gateway daemon on Twisted",
     packages=find_packages(include=["gateway", "gateway.*"]) + ["twisted.plugins"],
-    package_data={"gateway": ["py.typed"], "twisted": ["plugins/s3gateway.py"]},
+    package_data={"gateway": ["py.typed"]},
     python_requires=">=3.9",
     install_requires=[
         "twisted>=23.10",

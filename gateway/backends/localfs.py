@@ -1,0 +1,231 @@
+"""
+Filesystem steps of the local backend: the upload writer, folder creation and pruning, clash
+checks, durable renames and the copy that joins multipart parts.
+
+Everything but L{LocalWriter.write} blocks and runs in the backend's thread pool.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Callable, List, Optional, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from gateway.backends.localkeys import resolve_inside
+from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
+from gateway.model import ObjectInfo, WriteMetadata
+
+T = TypeVar("T")
+
+#: Tries of a rename whose fresh parent folder a concurrent delete pruned meanwhile.
+_PLACE_TRIES = 3
+
+#: Bytes one copy call moves at most.
+_COPY_CHUNK = 1 << 30
+
+#: Errors that mean "this copy call does not work here; use the next way".
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def check_clash(root: str, segments: List[str], folder: bool, key: str) -> None:
+    """
+    Refuse a key that a filesystem cannot hold beside what exists: a folder in its path that is
+    a file (``a`` exists and ``a/b`` is put), or a folder where the object would go (``a/b``
+    exists and ``a`` is put), or a file where a folder marker would go.
+    """
+    path = root
+    for depth, segment in enumerate(segments):
+        path = os.path.join(path, segment)
+        try:
+            is_directory = stat.S_ISDIR(os.stat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        last = depth == len(segments) - 1
+        name = "/".join(segments[: depth + 1])
+        if not is_directory and (folder or not last):
+            raise InvalidObjectKey(
+                f"cannot store {key!r}: {name!r} is an object, so it cannot also be a folder"
+            )
+        if is_directory and last and not folder:
+            raise InvalidObjectKey(
+                f"cannot store {key!r}: {name + '/'!r} is a folder, so it cannot also be an object"
+            )
+
+
+def make_directories(root: str, segments: List[str]) -> List[str]:
+    """
+    Make the folders of C{segments} under C{root} (mode 0755 less the umask) and return those
+    that were made, shallowest first.
+    """
+    made = []
+    path = root
+    for segment in segments:
+        path = os.path.join(path, segment)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            continue
+        made.append(path)
+    return made
+
+
+def place(root: str, segments: List[str], action: Callable[[], None]) -> None:
+    """
+    Make the folders of C{segments}, then run C{action} (a rename into the deepest), and make the
+    new folders durable. A delete may prune a folder just made before C{action} uses it: then
+    try again.
+    """
+    for attempt in range(_PLACE_TRIES):
+        made = make_directories(root, segments)
+        resolve_inside(root, os.path.join(root, *segments))
+        try:
+            action()
+        except FileNotFoundError:
+            if attempt == _PLACE_TRIES - 1:
+                raise
+            continue
+        for path in made:
+            fsync_directory(os.path.dirname(path))
+        return
+
+
+def fsync_directory(path: str) -> None:
+    """
+    Make the entries of a directory (a rename into it, say) durable.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EROFS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_empty_directory(path: str) -> bool:
+    """
+    Remove C{path} if it is an empty directory; whether it did.
+    """
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
+def append_file(target: int, source_path: str, size: int) -> None:
+    """
+    Append the first C{size} bytes of the file C{source_path} to the open file C{target}, in the
+    kernel where it can (``copy_file_range``, else ``sendfile``), else through a buffer.
+    """
+    with open(source_path, "rb") as source:
+        remaining = size
+        while remaining:
+            copied = copy_chunk(source.fileno(), target, min(remaining, _COPY_CHUNK))
+            if copied == 0:
+                raise BackendError(f"{source_path} ended {remaining} bytes early")
+            remaining -= copied
+
+
+def copy_chunk(source: int, target: int, count: int) -> int:
+    """
+    Copy up to C{count} bytes from C{source}'s position to C{target}'s; the number copied.
+    """
+    for name in ("copy_file_range", "sendfile"):
+        copy = getattr(os, name, None)
+        if copy is None:
+            continue
+        try:
+            if name == "sendfile":
+                return copy(target, source, None, count)  # type: ignore[no-any-return]
+            return copy(source, target, count)  # type: ignore[no-any-return]
+        except OSError as e:
+            if e.errno not in _UNSUPPORTED:
+                raise
+    data = os.read(source, min(count, 1024 * 1024))
+    view = memoryview(data)
+    while view:
+        view = view[os.write(target, view) :]
+    return len(data)
+
+
+@implementer(IObjectWriter)
+class LocalWriter:
+    """
+    Writes an upload's bytes to a temporary file as they arrive; L{commit} hands the file to
+    C{install} in a thread, which puts it in place (and removes it in any case).
+
+    Without a file (C{fd} < 0) it takes a folder marker's body, which must be empty.
+
+    :param run: runs a blocking function in the backend's thread pool.
+    :param install: C{install(fd, temp, metadata)}, blocking.
+    """
+
+    def __init__(
+        self,
+        run: Callable[..., "Deferred[ObjectInfo]"],
+        install: Callable[[int, str, WriteMetadata], ObjectInfo],
+        fd: int = -1,
+        temp: str = "",
+    ) -> None:
+        self.producer: Optional[IPushProducer] = None
+        self._run = run
+        self._install = install
+        self._fd = fd
+        self._temp = temp
+        self._open = True
+        self._error: Optional[Exception] = None
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        if not self._open or self._error is not None or not data:
+            return
+        if self._fd < 0:
+            self._error = InvalidObjectKey("a folder marker (a key ending in '/') has no body")
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as e:
+            # Reported by commit: the protocol answers then, and the upload stores nothing.
+            self._error = e
+
+    def commit(self, metadata: WriteMetadata) -> "Deferred[ObjectInfo]":
+        if not self._open:
+            return fail(BackendError("the write is over"))
+        self._open = False
+        if self._error is not None:
+            self._discard()
+            return fail(self._error)
+        return self._run(self._install, self._fd, self._temp, metadata)
+
+    def abort(self) -> "Deferred[None]":
+        if self._open:
+            self._open = False
+            self._discard()
+        return succeed(None)
+
+    def _discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            remove_file(self._temp)

@@ -1,0 +1,176 @@
+"""
+A push producer that streams a byte range of a file to an L{IConsumer}, honouring backpressure.
+
+Used by the backends' readers: the local backend's files and the memory backend's buffers both
+look like a file object with ``read``. Blocks are read on the reactor thread, which is quick for a
+local disk (the page cache answers, or one read of a block). With a clock the producer yields to
+the reactor after every few blocks even when the consumer never pauses it, so that one fast
+download cannot starve other connections.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Optional
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway.interfaces import IObjectReader
+from gateway.model import ByteRange, ObjectInfo
+
+#: Bytes read and written at a time: large enough that per-call overhead vanishes.
+BLOCK_SIZE = 512 * 1024
+
+#: Bytes written in one reactor turn before a producer with a clock yields.
+TURN_SIZE = 4 * 1024 * 1024
+
+
+class ConsumerStopped(Exception):
+    """
+    The consumer stopped the producer before the whole body was written (a client that went
+    away, typically).
+    """
+
+
+class TruncatedFile(Exception):
+    """
+    The file ended before the expected number of bytes was read: it shrank after it was opened.
+    """
+
+
+@implementer(IPushProducer)
+@define
+class FileRangeProducer:
+    """
+    Writes C{length} bytes of C{file}, from its current position, to C{consumer}.
+
+    Call L{start} once; the file is closed when the producer finishes, fails or is stopped.
+    """
+
+    consumer: IConsumer
+    file: BinaryIO
+    length: int
+    clock: Optional[IReactorTime] = None
+    block_size: int = BLOCK_SIZE
+    turn_size: int = TURN_SIZE
+    _done: "Deferred[None]" = field(init=False, factory=Deferred)
+    _paused: bool = field(init=False, default=False)
+    _pumping: bool = field(init=False, default=False)
+    _finished: bool = field(init=False, default=False)
+    _later: Optional[IDelayedCall] = field(init=False, default=None)
+
+    def start(self) -> "Deferred[None]":
+        """
+        Register on the consumer and start writing.
+
+        :return: fires when every byte has been written and the producer unregistered; fails
+            with L{ConsumerStopped} if the consumer stopped it, or with the read error.
+        """
+        self.consumer.registerProducer(self, True)
+        self._pump()
+        return self._done
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._cancel_later()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        # The consumer is going away: it must not be called again, not even to unregister
+        # (twisted.web's Request has no channel any more after connectionLost).
+        if not self._finished:
+            self._finish(Failure(ConsumerStopped()), unregister=False)
+
+    def _pump(self) -> None:
+        # consumer.write may call pauseProducing or stopProducing (or, through a consumer that
+        # flushes synchronously, resumeProducing) before it returns: only the outermost call
+        # loops, the others just change the flags it reads.
+        if self._pumping or self._finished:
+            return
+        self._pumping = True
+        written = 0
+        try:
+            while not self._paused and not self._finished and self.length > 0:
+                if self.clock is not None and written >= self.turn_size:
+                    self._later = self.clock.callLater(0, self._resume_turn)
+                    return
+                data = self.file.read(min(self.block_size, self.length))
+                if not data:
+                    raise TruncatedFile(f"file ended with {self.length} bytes still expected")
+                self.length -= len(data)
+                written += len(data)
+                self.consumer.write(data)
+            if self.length == 0 and not self._finished:
+                self._finish(None, unregister=True)
+        except Exception:
+            if not self._finished:
+                self._finish(Failure(), unregister=True)
+        finally:
+            self._pumping = False
+
+    def _resume_turn(self) -> None:
+        self._later = None
+        self._pump()
+
+    def _cancel_later(self) -> None:
+        if self._later is not None:
+            if self._later.active():
+                self._later.cancel()
+            self._later = None
+
+    def _finish(self, result: Optional[Failure], unregister: bool) -> None:
+        self._finished = True
+        self._cancel_later()
+        try:
+            self.file.close()
+        finally:
+            if unregister:
+                self.consumer.unregisterProducer()
+            if result is None:
+                self._done.callback(None)
+            else:
+                self._done.errback(result)
+
+
+@implementer(IObjectReader)
+class FileReader:
+    """
+    An opened object whose body is a file object (a local file, or a buffer): L{deliver} streams
+    it through a L{FileRangeProducer}.
+    """
+
+    def __init__(
+        self,
+        info: ObjectInfo,
+        file: BinaryIO,
+        clock: Optional[IReactorTime] = None,
+        block_size: int = BLOCK_SIZE,
+    ) -> None:
+        self.info = info
+        self._file = file
+        self._clock = clock
+        self._block_size = block_size
+
+    def deliver(self, consumer: IConsumer, byte_range: Optional[ByteRange]) -> "Deferred[None]":
+        if byte_range is None:
+            first, length = 0, self.info.size
+        else:
+            first, length = byte_range.first, byte_range.length
+        try:
+            self._file.seek(first)
+        except Exception:
+            self._file.close()
+            return fail()
+        producer = FileRangeProducer(
+            consumer, self._file, length, clock=self._clock, block_size=self._block_size
+        )
+        return producer.start()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,324 @@
+"""
+twisted.web without the request-body spool.
+
+Stock twisted.web collects a request's whole body (in memory, or in a temporary file above 100 KB)
+before a resource sees the request (C{_getContentFile} in C{twisted.web.http}; twisted/twisted#4688).
+An S3 gateway cannot: a 5 GiB PUT must flow from the socket to the storage as it arrives. Here a
+request that has a body is dispatched as soon as its headers are in; its body is a L{RequestBody},
+a push producer that hands chunks to whichever consumer the resource attaches and pauses the
+transport when that consumer falls behind.
+
+``Expect: 100-continue`` is answered only when the resource starts reading the body, so a request
+refused before that (bad signature, no such bucket) never makes the client send its body.
+
+A response that is finished before the body has fully arrived leaves the channel in the middle of
+a body. Then either the rest is read and thrown away (the client is sending it anyway, and expects
+to read our answer after), or, when the client is still waiting for ``100 Continue``, the
+connection is closed after the response, as RFC 9110 section 10.1.1 allows.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+from urllib.parse import parse_qs
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from zope.interface import implementer
+
+#: How much body may wait in memory for a consumer before the transport is paused.
+HIGH_WATER_MARK = 1024 * 1024
+
+
+class BodyConsumerStopped(Exception):
+    """
+    The consumer of a request body stopped it before the end.
+    """
+
+
+class IncompleteRequestBody(Exception):
+    """
+    The connection was lost before the request body had fully arrived.
+    """
+
+
+@implementer(IPushProducer)
+class RequestBody:
+    """
+    The body of one request, delivered chunk by chunk to a consumer.
+
+    :ivar length: the declared Content-Length, or C{None} for a chunked transfer.
+    :ivar received: how many bytes have arrived so far.
+    :ivar complete: whether the whole body has arrived.
+    """
+
+    def __init__(self, request: "StreamingRequest", length: Optional[int]) -> None:
+        self._request = request
+        self.length = length
+        self.received = 0
+        self.complete = length == 0
+        self._buffer: List[bytes] = []
+        self._buffered = 0
+        self._consumer: Optional[IConsumer] = None
+        self._done: Optional[Deferred[None]] = None
+        self._paused = False
+        self._transport_paused = False
+        self._discarding = False
+        self._failure: Optional[Failure] = None
+        self._delivering = False
+        self.on_complete: List[object] = []
+
+    @property
+    def started(self) -> bool:
+        """
+        Whether a consumer has asked for the body (so a 100 Continue has been sent if expected).
+        """
+        return self._consumer is not None or self._discarding
+
+    def deliver(self, consumer: IConsumer) -> "Deferred[None]":
+        """
+        Stream the body to C{consumer}, which may pause this producer when it falls behind.
+
+        :return: fires once the last byte has been written to the consumer (the producer is
+            unregistered by then); fails with L{IncompleteRequestBody} if the client went away.
+        """
+        if self._consumer is not None or self._discarding:
+            raise RuntimeError("the request body is already being read")
+        self._consumer = consumer
+        self._done = Deferred()
+        done = self._done
+        self._request.send_continue()
+        consumer.registerProducer(self, True)
+        if self._failure is not None:
+            self._fail(self._failure)
+        else:
+            self._flush()
+        return done
+
+    def discard(self) -> None:
+        """
+        Read the rest of the body and throw it away: used when the response is already decided.
+        """
+        self._discarding = True
+        self._buffer.clear()
+        self._buffered = 0
+        if self._consumer is not None and self._done is not None:
+            self._fail(Failure(BodyConsumerStopped()))
+        self._resume_transport()
+
+    # Called by the request, as the channel parses the body.
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self._discarding:
+            return
+        if self._consumer is not None and not self._paused and not self._buffer:
+            self._consumer.write(data)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._paused or self._buffered > HIGH_WATER_MARK:
+            self._pause_transport()
+
+    def content_complete(self) -> None:
+        self.complete = True
+        self._flush()
+        for callback in self.on_complete:
+            callback()  # type: ignore[operator]
+        self.on_complete = []
+
+    def connection_lost(self, reason: Failure) -> None:
+        if self.complete:
+            return
+        self._failure = Failure(IncompleteRequestBody(str(reason.value)))
+        if self._done is not None:
+            self._fail(self._failure)
+
+    # IPushProducer, called by the consumer.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._pause_transport()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._flush()
+        if not self._paused and not self._buffer:
+            self._resume_transport()
+
+    def stopProducing(self) -> None:
+        if self._done is not None:
+            self._fail(Failure(BodyConsumerStopped()))
+        self._discarding = True
+        self._resume_transport()
+
+    # Internals.
+
+    def _flush(self) -> None:
+        # Guard against re-entrance: a consumer's write may pause or resume us.
+        if self._delivering or self._consumer is None or self._done is None:
+            return
+        self._delivering = True
+        try:
+            while self._buffer and not self._paused and self._done is not None:
+                chunk = self._buffer.pop(0)
+                self._buffered -= len(chunk)
+                self._consumer.write(chunk)
+        finally:
+            self._delivering = False
+        if self.complete and not self._buffer and self._done is not None:
+            done, self._done = self._done, None
+            self._consumer.unregisterProducer()
+            done.callback(None)
+
+    def _fail(self, failure: Failure) -> None:
+        done, self._done = self._done, None
+        if done is None:
+            return
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.unregisterProducer()
+        done.errback(failure)
+
+    def _pause_transport(self) -> None:
+        transport = self._request.transport_for_body()
+        if transport is not None and not self._transport_paused:
+            self._transport_paused = True
+            transport.pauseProducing()
+
+    def _resume_transport(self) -> None:
+        transport = self._request.transport_for_body()
+        if transport is not None and self._transport_paused:
+            self._transport_paused = False
+            transport.resumeProducing()
+
+
+class StreamingRequest(server.Request):
+    """
+    A request dispatched as soon as its headers have arrived; its body is L{body}.
+    """
+
+    body: RequestBody
+    _dispatched_early = False
+    _continue_expected = False
+    _continue_sent = False
+
+    def gotLength(self, length: Optional[int]) -> None:
+        self.body = RequestBody(self, length)
+        self.content = None  # nothing is spooled; see the module docstring
+        if length == 0:
+            return
+        expect = self.requestHeaders.getRawHeaders(b"expect") or []
+        channel = self.channel
+        self._continue_expected = bool(
+            expect
+            and expect[0].lower() == b"100-continue"
+            and channel._version == b"HTTP/1.1"
+        )
+        self._dispatched_early = True
+        self._begin(channel._command, channel._path, channel._version)
+
+    def _begin(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, _, query = path.partition(b"?")
+        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        self.process()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body.data_received(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._dispatched_early:
+            self.body.content_complete()
+        else:
+            self.body.content_complete()
+            self._begin(command, path, version)
+
+    def send_continue(self) -> None:
+        """
+        Tell a client that waits with ``Expect: 100-continue`` to send the body.
+        """
+        if self._continue_expected and not self._continue_sent and not self.startedWriting:
+            self._continue_sent = True
+            channel = getattr(self, "channel", None)
+            if channel is not None:
+                channel._send100Continue()
+
+    def transport_for_body(self) -> Optional[IPushProducer]:
+        # After cleanup the channel attribute is deleted (Request._cleanup).
+        channel = getattr(self, "channel", None)
+        if channel is None or channel.transport is None:
+            return None
+        return channel.transport
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self._waiting_for_continue():
+            # The client never sent the body: the connection cannot carry another request.
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            channel = getattr(self, "channel", None)
+            if channel is not None:
+                channel.persistent = False
+        super().write(data)
+
+    def _waiting_for_continue(self) -> bool:
+        return (
+            self._continue_expected
+            and not self._continue_sent
+            and not self.body.complete
+            and self.body.received == 0
+        )
+
+    def _cleanup(self) -> None:
+        body = self.body
+        if (
+            not self._dispatched_early
+            or body.complete
+            or self.channel is None
+            or not self.channel.persistent
+        ):
+            super()._cleanup()
+            return
+        # Finished while the body is still arriving: drain it, then let the channel go on.
+        body.on_complete.append(self._cleanup_after_body)
+        body.discard()
+
+    def _cleanup_after_body(self) -> None:
+        if getattr(self, "channel", None) is not None:
+            super()._cleanup()
+
+    def connectionLost(self, reason: Failure) -> None:
+        body = getattr(self, "body", None)
+        if body is not None:
+            body.connection_lost(reason)
+        super().connectionLost(reason)
+
+
+class StreamingChannel(http.HTTPChannel):
+    """
+    An HTTP/1.1 channel for L{StreamingRequest}: it leaves ``100 Continue`` to the request, and
+    tolerates a request that was answered, and closed, before its body ended.
+    """
+
+    def allHeadersReceived(self) -> None:
+        request = self.requests[-1]
+        request.parseCookies()
+        self.persistent = self.checkPersistence(request, self._version)
+        request.gotLength(self.length)
+
+    def allContentReceived(self) -> None:
+        if not self.requests:
+            # The request was answered early on a connection being closed.
+            self._transferDecoder = None
+            return
+        super().allContentReceived()
+
+
+class StreamingSite(server.Site):
+    """
+    A Site whose requests stream their bodies.
+    """
+
+    requestFactory = StreamingRequest
+    protocol = StreamingChannel  # type: ignore[assignment]

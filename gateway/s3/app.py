@@ -1,0 +1,189 @@
+"""
+The S3 protocol as a Klein application.
+
+One catch-all route receives every request: S3 addresses operations by method and query
+sub-resource, and keys are arbitrary strings (``//``, ``%2F``, trailing ``/``) that URL routing
+would normalise. The request is authenticated, its bucket resolved to the caller's connection and
+backend, and the operation's handler called; every failure becomes S3's error document in
+L{S3Gateway._render_error}, the one place errors are written.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Awaitable, Callable, Dict, Optional
+
+from klein import Klein
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from gateway.backends import BackendRegistry
+from gateway.interfaces import BackendError, IMetadataStore
+from gateway.s3 import buckets, listings, multipart, objects, xml
+from gateway.s3.auth import authenticate, request_facts
+from gateway.s3.buckets import BucketPolicy
+from gateway.s3.context import OperationContext
+from gateway.s3.errors import S3Error, from_backend_error
+from gateway.s3.routing import operation_name, parse_path, parse_query
+
+Handler = Callable[[OperationContext], Awaitable[Optional[bytes]]]
+
+#: Operations that may be addressed to a bucket the caller does not have.
+WITHOUT_BUCKET = frozenset({"ListBuckets", "CreateBucket"})
+
+
+class S3Gateway:
+    """
+    The S3 endpoint of the gateway.
+
+    :param store: users, keys, connections and multipart rows.
+    :param backends: the backend of each connection.
+    :param policy: region and bucket-creation settings.
+    :param clock: the time source for signature expiry and skew.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IMetadataStore,
+        backends: BackendRegistry,
+        policy: BucketPolicy,
+        clock: IReactorTime,
+        access_log: Optional[Callable[..., None]] = None,
+    ) -> None:
+        self._store = store
+        self._backends = backends
+        self._policy = policy
+        self._clock = clock
+        self._access_log = access_log
+        self._handlers: Dict[str, Handler] = self._make_handlers()
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def _make_handlers(self) -> Dict[str, Handler]:
+        store, policy = self._store, self._policy
+        return {
+            "ListBuckets": lambda c: buckets.list_buckets(c, store),
+            "HeadBucket": lambda c: buckets.head_bucket(c, policy),
+            "CreateBucket": lambda c: buckets.create_bucket(c, store, policy),
+            "DeleteBucket": lambda c: buckets.delete_bucket(c, store, self._backends),
+            "GetBucketLocation": lambda c: buckets.get_bucket_location(c, policy),
+            "GetBucketAcl": buckets.get_bucket_acl,
+            "GetBucketVersioning": buckets.get_bucket_versioning,
+            "ListObjectVersions": listings.list_object_versions,
+            "ListObjectsV2": listings.list_objects_v2,
+            "ListObjects": listings.list_objects_v1,
+            "GetObject": objects.get_object,
+            "HeadObject": objects.get_object,
+            "PutObject": objects.put_object,
+            "DeleteObject": objects.delete_object,
+            "CreateMultipartUpload": lambda c: multipart.create_upload(c, store),
+            "UploadPart": lambda c: multipart.upload_part(c, store),
+            "CompleteMultipartUpload": lambda c: multipart.complete_upload(c, store),
+            "AbortMultipartUpload": lambda c: multipart.abort_upload(c, store),
+            "ListMultipartUploads": lambda c: multipart.list_uploads(c, store),
+            "ListParts": lambda c: multipart.list_parts(c, store),
+        }
+
+    @app.route("/", branch=True, strict_slashes=False, merge_slashes=False,
+               methods=["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"])
+    def _serve(self, request: IRequest):  # type: ignore[no-untyped-def]
+        return ensureDeferred(self._handle(request))
+
+    async def _handle(self, request: IRequest) -> Optional[bytes]:
+        request_id = secrets.token_hex(8).upper()
+        started = time.monotonic()
+        request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
+        request.setHeader(b"x-amz-id-2", request_id.encode("ascii"))
+        entry = {"bucket": "", "key": "", "access_key_id": "-", "operation": "-"}
+        request.notifyFinish().addBoth(
+            lambda result: self._log_access(request, entry, started, result)
+        )
+        resource = "/"
+        try:
+            facts = request_facts(request)
+            bucket, key = parse_path(facts.raw_path)
+            entry["bucket"], entry["key"] = bucket, key
+            resource = "/" + bucket + ("/" + key if key else "") if bucket else "/"
+            query = parse_query(facts.raw_query)
+            operation = operation_name(facts.method, bucket, key, query)
+            entry["operation"] = operation
+            caller = await authenticate(facts, self._store, self._clock.seconds())
+            entry["access_key_id"] = caller.access_key_id
+            context = OperationContext(request, facts, caller, bucket, key, query)
+            if bucket:
+                await self._resolve_bucket(context, operation)
+            return await self._handlers[operation](context)
+        except S3Error as error:
+            return self._render_error(request, error, resource, request_id)
+        except BackendError as error:
+            return self._render_error(
+                request, from_backend_error(error, entry["key"]), resource, request_id
+            )
+        except CancelledError:
+            return None
+        except Exception:
+            self.log.failure("Unexpected failure in {method} {resource}",
+                             method=request.method, resource=resource)
+            return self._render_error(
+                request,
+                S3Error("InternalError", "We encountered an internal error. Please try again."),
+                resource,
+                request_id,
+            )
+
+    async def _resolve_bucket(self, context: OperationContext, operation: str) -> None:
+        connection = await self._store.get_connection(context.caller.user, context.bucket)
+        if connection is None:
+            if operation in WITHOUT_BUCKET:
+                return
+            raise S3Error(
+                "NoSuchBucket", "The specified bucket does not exist", BucketName=context.bucket
+            )
+        context.connection = connection
+        context.backend = self._backends.backend_for(connection)
+
+    def _render_error(
+        self, request: IRequest, error: S3Error, resource: str, request_id: str
+    ) -> Optional[bytes]:
+        if request.startedWriting:
+            # Too late for an error document: cut the response short so the client notices.
+            self.log.warn("Failed after the response began: {error!r}", error=error)
+            request.loseConnection()
+            return None
+        body = xml.error_document(
+            error.code, error.message, resource, request_id, error.extra.items()
+        )
+        request.setResponseCode(error.status)
+        for name in (b"etag", b"last-modified", b"content-range", b"accept-ranges"):
+            request.responseHeaders.removeHeader(name)
+        request.setHeader(b"content-type", b"application/xml")
+        request.setHeader(b"content-length", b"%d" % (len(body),))
+        return body
+
+    def _log_access(
+        self, request: IRequest, entry: Dict[str, str], started: float, result: object
+    ) -> None:
+        if self._access_log is None:
+            return None
+        self._access_log(
+            method=request.method.decode("ascii", "replace"),
+            operation=entry["operation"],
+            bucket=entry["bucket"],
+            key=entry["key"],
+            status=request.code,
+            bytes_sent=request.sentLength,
+            bytes_received=getattr(getattr(request, "body", None), "received", 0),
+            duration=time.monotonic() - started,
+            access_key_id=entry["access_key_id"],
+            disconnected=isinstance(result, Failure),
+        )
+        return None

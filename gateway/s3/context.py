@@ -1,0 +1,53 @@
+"""
+What every S3 operation handler receives: the request, its caller and its target, resolved once.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from attrs import define
+from twisted.web.iweb import IRequest
+
+from gateway.interfaces import IBackend
+from gateway.model import Connection
+from gateway.s3.auth import Caller
+from gateway.s3.sigv4 import RequestFacts
+
+
+@define
+class OperationContext:
+    """
+    One S3 request, authenticated and addressed.
+
+    :ivar bucket: the bucket named by the request, or C{""} for the service (ListBuckets).
+    :ivar key: the object key, or C{""} for a bucket operation.
+    :ivar query: the query parameters, decoded (first value of each).
+    :ivar connection: the caller's connection for C{bucket}, when it exists.
+    :ivar backend: that connection's backend.
+    """
+
+    request: IRequest
+    facts: RequestFacts
+    caller: Caller
+    bucket: str
+    key: str
+    query: Dict[str, str]
+    connection: Optional[Connection] = None
+    backend: Optional[IBackend] = None
+
+    def header(self, name: str) -> Optional[str]:
+        """
+        The first value of a request header, by lower-case name.
+        """
+        values = self.facts.headers.get(name)
+        return values[0] if values else None
+
+    @property
+    def resource(self) -> str:
+        """
+        The resource named in error documents: ``/bucket/key``.
+        """
+        if not self.bucket:
+            return "/"
+        return "/" + self.bucket + ("/" + self.key if self.key else "")

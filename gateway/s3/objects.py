@@ -1,0 +1,171 @@
+"""
+Object operations: GetObject, HeadObject, PutObject, DeleteObject.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from gateway.interfaces import IBackend
+from gateway.model import WriteMetadata
+from gateway.s3.context import OperationContext
+from gateway.s3.errors import S3Error
+from gateway.s3.ranges import UnsatisfiableRange, content_range, parse_range
+from gateway.s3.responses import empty, object_headers, quoted_etag
+from gateway.s3.upload import receive_body
+
+#: Object headers stored at PUT and sent back on GET and HEAD.
+STORED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+)
+
+#: GetObject's query overrides of response headers (used by presigned download links).
+RESPONSE_OVERRIDES = {
+    "response-content-type": b"content-type",
+    "response-content-language": b"content-language",
+    "response-expires": b"expires",
+    "response-cache-control": b"cache-control",
+    "response-content-disposition": b"content-disposition",
+    "response-content-encoding": b"content-encoding",
+}
+
+
+def backend_of(context: OperationContext) -> IBackend:
+    assert context.backend is not None
+    return context.backend
+
+
+def write_metadata(context: OperationContext, etag: str) -> WriteMetadata:
+    """
+    The metadata a PUT or a CreateMultipartUpload asks to store.
+    """
+    return WriteMetadata(
+        etag=etag,
+        content_type=context.header("content-type") or "binary/octet-stream",
+        metadata=user_metadata(context),
+        headers=stored_headers(context),
+    )
+
+
+def user_metadata(context: OperationContext) -> Dict[str, str]:
+    return {
+        name[len("x-amz-meta-"):]: ",".join(values)
+        for name, values in context.facts.headers.items()
+        if name.startswith("x-amz-meta-")
+    }
+
+
+def stored_headers(context: OperationContext) -> Dict[str, str]:
+    headers = {}
+    for name in STORED_HEADERS:
+        value = context.header(name)
+        if value is not None:
+            if name == "content-encoding":
+                # aws-chunked is a transfer framing, not part of the object (S3 drops it too).
+                codings = [c.strip() for c in value.split(",") if c.strip() != "aws-chunked"]
+                if not codings:
+                    continue
+                value = ",".join(codings)
+            headers[name] = value
+    return headers
+
+
+def refuse_unsupported_headers(context: OperationContext) -> None:
+    """
+    Answer NotImplemented for request headers that ask for a feature the gateway lacks, rather
+    than silently ignoring them.
+    """
+    for name in (
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-object-lock-mode",
+        "x-amz-website-redirect-location",
+    ):
+        if context.header(name) is not None:
+            raise S3Error("NotImplemented", f"The {name} header is not supported.")
+    for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"):
+        if context.header(name) is not None and context.request.method in (b"PUT", b"POST"):
+            raise S3Error("NotImplemented", "Conditional writes are not supported yet.")
+
+
+async def get_object(context: OperationContext) -> Optional[bytes]:
+    refuse_preconditions(context)
+    request = context.request
+    if "partNumber" in context.query:
+        raise S3Error("NotImplemented", "GetObject by partNumber is not supported yet.")
+    reader = await backend_of(context).open(context.key)
+    info = reader.info
+    try:
+        byte_range = parse_range(context.header("range"), info.size)
+    except UnsatisfiableRange:
+        reader.close()
+        raise S3Error(
+            "InvalidRange",
+            "The requested range is not satisfiable",
+            ActualObjectSize=str(info.size),
+            RangeRequested=context.header("range") or "",
+        )
+    if byte_range is None:
+        object_headers(request, info)
+        request.setResponseCode(200)
+    else:
+        object_headers(request, info, byte_range.length)
+        request.setHeader(b"content-range", content_range(byte_range, info.size).encode("ascii"))
+        request.setResponseCode(206)
+    if request.method == b"GET":
+        for parameter, header_name in RESPONSE_OVERRIDES.items():
+            if parameter in context.query:
+                request.setHeader(header_name, context.query[parameter].encode("latin-1", "replace"))
+    if request.method == b"HEAD" or (byte_range is None and info.size == 0):
+        reader.close()
+        return b""
+    await reader.deliver(request, byte_range)
+    return None
+
+
+def refuse_preconditions(context: OperationContext) -> None:
+    for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"):
+        if context.header(name) is not None:
+            raise S3Error("NotImplemented", "Conditional requests are not supported yet.")
+
+
+async def put_object(context: OperationContext) -> bytes:
+    refuse_unsupported_headers(context)
+    if context.header("x-amz-copy-source") is not None:
+        raise S3Error("NotImplemented", "CopyObject is not supported yet.")
+    if context.header("x-amz-tagging") is not None:
+        raise S3Error("NotImplemented", "Object tagging is not supported yet.")
+    backend = backend_of(context)
+    if backend.read_only:
+        raise S3Error("AccessDenied", "The bucket is read-only.")
+    writer = await backend.start_write(context.key)
+    try:
+        digests = await receive_body(
+            context.request.body,  # type: ignore[attr-defined]
+            writer,
+            context.facts.headers,
+            context.caller.payload_hash,
+            context.caller.signature,
+        )
+        info = await writer.commit(write_metadata(context, digests.md5_hex))
+    except BaseException:
+        await writer.abort()
+        raise
+    request = context.request
+    request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
+    checksum = digests.checksum_header()
+    if checksum is not None:
+        request.setHeader(checksum[0].encode("ascii"), checksum[1].encode("ascii"))
+    return empty(request)
+
+
+async def delete_object(context: OperationContext) -> bytes:
+    backend = backend_of(context)
+    if backend.read_only:
+        raise S3Error("AccessDenied", "The bucket is read-only.")
+    await backend.delete(context.key)
+    return empty(context.request, 204)

@@ -1,0 +1,122 @@
+"""
+Which S3 operation a request asks for, from its method, path and query: S3 names operations by
+sub-resource query parameters, not by path, so this is a table rather than URL routes.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+from urllib.parse import parse_qsl, unquote
+
+from gateway.s3.errors import S3Error
+
+#: Sub-resources that name an operation the gateway does not offer.
+UNSUPPORTED_SUBRESOURCES = frozenset(
+    {
+        "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+        "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
+        "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
+        "replication", "requestPayment", "restore", "retention", "select", "tagging",
+        "torrent", "website", "session", "renameObject",
+    }
+)
+
+
+def parse_path(raw_path: bytes) -> Tuple[str, str]:
+    """
+    The bucket and key of a path-style request path, percent-decoded (``+`` stays ``+``).
+    """
+    try:
+        path = unquote(raw_path.decode("utf-8"), encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400)
+    if not path.startswith("/"):
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400)
+    bucket, _, key = path[1:].partition("/")
+    return bucket, key
+
+
+def parse_query(raw_query: bytes) -> Dict[str, str]:
+    """
+    The query parameters, decoded; the first value of a repeated name wins.
+    """
+    query: Dict[str, str] = {}
+    try:
+        text = raw_query.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400)
+    for name, value in pairs:
+        query.setdefault(name, value)
+    return query
+
+
+def operation_name(
+    method: str, bucket: str, key: str, query: Mapping[str, str]
+) -> str:
+    """
+    The S3 operation of a request, e.g. ``"PutObject"``.
+
+    :raise S3Error: NotImplemented for operations the gateway does not offer,
+        MethodNotAllowed for a method S3 does not know at that resource.
+    """
+    for name in query:
+        if name in UNSUPPORTED_SUBRESOURCES or name == "acl" and (key or method != "GET"):
+            raise S3Error("NotImplemented", f"The {name} sub-resource is not supported.")
+    if not bucket:
+        if method == "GET":
+            return "ListBuckets"
+        raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+    if not key:
+        return _bucket_operation(method, query)
+    return _object_operation(method, query)
+
+
+def _bucket_operation(method: str, query: Mapping[str, str]) -> str:
+    if method == "GET":
+        for name, operation in (
+            ("location", "GetBucketLocation"),
+            ("acl", "GetBucketAcl"),
+            ("versioning", "GetBucketVersioning"),
+            ("versions", "ListObjectVersions"),
+            ("uploads", "ListMultipartUploads"),
+        ):
+            if name in query:
+                return operation
+        if query.get("list-type") == "2":
+            return "ListObjectsV2"
+        return "ListObjects"
+    if method == "HEAD":
+        return "HeadBucket"
+    if method == "PUT":
+        if query.keys() & {"versioning", "acl"}:
+            raise S3Error("NotImplemented", "Changing bucket settings is not supported.")
+        return "CreateBucket"
+    if method == "DELETE":
+        return "DeleteBucket"
+    if method == "POST" and "delete" in query:
+        raise S3Error("NotImplemented", "DeleteObjects is not supported yet.")
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+def _object_operation(method: str, query: Mapping[str, str]) -> str:
+    upload_id: Optional[str] = query.get("uploadId")
+    if method in ("GET", "HEAD"):
+        if upload_id is not None and method == "GET":
+            return "ListParts"
+        return "GetObject" if method == "GET" else "HeadObject"
+    if method == "PUT":
+        if upload_id is not None or "partNumber" in query:
+            return "UploadPart"
+        return "PutObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if upload_id is not None:
+            return "CompleteMultipartUpload"
+        raise S3Error("NotImplemented", "POST object uploads are not supported.")
+    if method == "DELETE":
+        if upload_id is not None:
+            return "AbortMultipartUpload"
+        return "DeleteObject"
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")

@@ -1,0 +1,152 @@
+"""
+The ``twistd s3gateway`` command: its options and the service tree it runs.
+
+``makeService`` returns a L{GatewayService}: on start it opens the metadata store, creates the
+admin user on first start, and only then begins listening, so no request ever meets a store that
+is not ready. Stopping it stops listening and closes the store.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, globalLogPublisher
+from twisted.python import usage
+
+from gateway.accesslog import json_observer, log_access
+from gateway.backends import BackendRegistry
+from gateway.bootstrap import ensure_admin_user
+from gateway.config import ConfigError, merge_settings, read_config_file
+from gateway.http.streaming import StreamingSite
+from gateway.s3.app import S3Gateway
+from gateway.s3.buckets import BucketPolicy
+from gateway.store.sqlite import DATABASE_FILENAME, open_sqlite_store
+
+
+class Options(usage.Options):
+    """
+    Command-line options of ``twistd s3gateway``.
+    """
+
+    optParameters = [
+        ["config", "c", None, "Read settings from this INI file ([gateway] section)."],
+        ["data", "d", None, "State directory (default /var/lib/s3gateway)."],
+        ["listen", "l", None,
+         "Twisted server endpoint to listen on (default tcp:8333:interface=127.0.0.1)."],
+        ["region", None, None, "Region named by GetBucketLocation (default us-east-1)."],
+        ["create-bucket-root", None, None,
+         "Let CreateBucket make local connections under this directory."],
+        ["json-log", None, None, "Also write log events as JSON lines to this file."],
+    ]
+
+    def postOptions(self) -> None:
+        file_settings = {}
+        if self["config"]:
+            try:
+                file_settings = read_config_file(self["config"])
+            except ConfigError as error:
+                raise usage.UsageError(str(error))
+        command_line = {
+            "data": self["data"],
+            "listen": self["listen"],
+            "region": self["region"],
+            "create_bucket_root": self["create-bucket-root"],
+            "json_log": self["json-log"],
+        }
+        self.settings = merge_settings(file_settings, command_line)
+        self.settings["data"] = os.path.abspath(self.settings["data"] or ".")
+        root = self.settings["create_bucket_root"]
+        if root is not None:
+            self.settings["create_bucket_root"] = os.path.abspath(root)
+
+
+class GatewayService(MultiService):
+    """
+    The running gateway: store first, then the listening endpoint.
+    """
+
+    log = Logger()
+
+    def __init__(self, settings: dict, reactor: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.reactor = reactor
+        self.store: Optional[Any] = None
+        self._json_log_file: Optional[Any] = None
+        self._json_observer: Optional[Any] = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.settings.get("json_log"):
+            self._json_log_file = open(self.settings["json_log"], "a", encoding="utf-8")
+            self._json_observer = json_observer(self._json_log_file)
+            globalLogPublisher.addObserver(self._json_observer)
+        d = self._start()
+        d.addErrback(self._failed_to_start)
+
+    def _start(self):  # type: ignore[no-untyped-def]
+        from twisted.internet.defer import ensureDeferred
+
+        return ensureDeferred(self._open_and_listen())
+
+    async def _open_and_listen(self) -> None:
+        data_dir = self.settings["data"]
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        self.store = await open_sqlite_store(
+            os.path.join(data_dir, DATABASE_FILENAME), self.reactor
+        )
+        await ensure_admin_user(self.store, data_dir, os.environ)
+        gateway = S3Gateway(
+            self.store,
+            BackendRegistry(data_dir, self.reactor),
+            BucketPolicy(self.settings["region"], self.settings["create_bucket_root"]),
+            self.reactor,
+            access_log=log_access,
+        )
+        site = StreamingSite(gateway.resource())
+        site.displayTracebacks = False
+        site.noisy = False
+        endpoint = serverFromString(self.reactor, self.settings["listen"])
+        listener = StreamServerEndpointService(endpoint, site)
+        listener._raiseSynchronously = True
+        listener.setName("listener")
+        listener.setServiceParent(self)
+        self.log.info(
+            "s3gateway listening on {listen}, data in {data}",
+            listen=self.settings["listen"],
+            data=data_dir,
+        )
+
+    def _failed_to_start(self, failure: Any) -> None:
+        self.log.failure("s3gateway could not start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    async def _close(self) -> None:
+        await super().stopService()  # type: ignore[misc]
+        if self.store is not None:
+            await self.store.close()
+        if self._json_observer is not None:
+            globalLogPublisher.removeObserver(self._json_observer)
+            self._json_log_file.close()
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        from twisted.internet.defer import ensureDeferred
+
+        return ensureDeferred(self._close())
+
+
+def makeService(config: Options, reactor: Any = None) -> GatewayService:
+    """
+    The gateway's service for twistd.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    return GatewayService(config.settings, reactor)

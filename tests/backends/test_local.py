@@ -1,0 +1,564 @@
+"""
+The local-directory backend: the contract, and what only a filesystem has (paths that must not
+escape the root, temporary files, files put there by other means, the metadata index, lazy walks).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import List
+
+import pytest
+import pytest_twisted
+
+from gateway.backends import localindex
+from gateway.backends.local import LocalBackend
+from gateway.interfaces import (
+    BackendError,
+    BackendUnavailable,
+    InvalidObjectKey,
+    NoSuchObject,
+    NoSuchUpload,
+    ObjectKeyTooLong,
+)
+from gateway.model import WriteMetadata
+from tests.backends.contract import BackendContract, get, metadata_for, names, put, refused
+
+
+def _reactor():  # type: ignore[no-untyped-def]
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def make(tmp_path, read_only: bool = False) -> LocalBackend:  # type: ignore[no-untyped-def]
+    root = tmp_path / "bucket"
+    root.mkdir(exist_ok=True)
+    return LocalBackend(
+        str(root), str(tmp_path / "index" / "bucket.sqlite3"), _reactor(), read_only=read_only
+    )
+
+
+class TestLocalContract(BackendContract):
+    @pytest.fixture
+    def backend(self, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
+        return make(tmp_path)
+
+    @pytest.fixture
+    def read_only_backend(self, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
+        return make(tmp_path, read_only=True)
+
+
+@pytest.fixture
+def backend(tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
+    return make(tmp_path)
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:  # type: ignore[no-untyped-def]
+    return tmp_path / "bucket"
+
+
+def tree(root: Path) -> List[str]:
+    """
+    Every file and directory under C{root}, relative, sorted.
+    """
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# Keys that must never become paths.
+
+ESCAPING_KEYS = [
+    "../x",
+    "a/../../x",
+    "a/..",
+    "./x",
+    "a/./b",
+    "/x",
+    "/etc/passwd",
+    "a//b",
+    "a\\..\\x",
+    "a\x00b",
+    ".s3gateway/tmp/x",
+    ".s3gateway/",
+    "/",
+    "",
+]
+
+
+@pytest.mark.parametrize("key", ESCAPING_KEYS)
+@pytest_twisted.ensureDeferred
+async def test_escaping_keys_refused(backend: LocalBackend, root: Path, key: str) -> None:
+    await refused(backend.start_write(key), InvalidObjectKey)
+    await refused(backend.stat(key), InvalidObjectKey)
+    await refused(backend.open(key), InvalidObjectKey)
+    await refused(backend.delete(key), InvalidObjectKey)
+    await refused(backend.complete_upload("u", key, [], WriteMetadata(etag="e")), InvalidObjectKey)
+    assert not (root.parent / "x").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_long_names_refused(backend: LocalBackend) -> None:
+    await refused(backend.start_write("a" * 256), ObjectKeyTooLong)
+    await refused(backend.start_write("dir/" + "\u00e9" * 128), ObjectKeyTooLong)
+    await refused(backend.start_write("/".join(["abcdefghi"] * 103)), ObjectKeyTooLong)
+    await put(backend, "a" * 255, b"ok")
+    await put(backend, "/".join(["abcdefghi"] * 102) + "/x", b"ok")
+
+
+@pytest_twisted.ensureDeferred
+async def test_symlink_out_of_root_refused(
+    backend: LocalBackend,
+    tmp_path: Path,
+    root: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (root / "link").symlink_to(outside)
+    (root / "leak").symlink_to(outside / "secret")
+    await refused(backend.stat("link/secret"), InvalidObjectKey)
+    await refused(backend.open("link/secret"), InvalidObjectKey)
+    await refused(backend.open("leak"), InvalidObjectKey)
+    await refused(backend.start_write("link/new"), InvalidObjectKey)
+    await refused(backend.start_write("link/deeper/new"), InvalidObjectKey)
+    await refused(backend.delete("link/secret"), InvalidObjectKey)
+    assert await names(backend, "link/") == ([], [])
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    # Neither link is listed: only regular files and directories are.
+    assert await names(backend) == ([], [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_symlink_inside_root_served(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "real/file", b"data")
+    (root / "alias").symlink_to(root / "real" / "file")
+    assert await get(backend, "alias") == b"data"
+    assert await names(backend) == (["real/file"], [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_clashes(backend: LocalBackend) -> None:
+    await put(backend, "a", b"file")
+    error = await refused(backend.start_write("a/b"), InvalidObjectKey)
+    assert "'a' is an object" in str(error)
+    await refused(backend.start_write("a/"), InvalidObjectKey)
+    await put(backend, "d/e", b"file")
+    error = await refused(backend.start_write("d"), InvalidObjectKey)
+    assert "'d/' is a folder" in str(error)
+    # A clash that appears while the body is being written is caught at commit.
+    writer = await backend.start_write("x/y")
+    writer.write(b"late")
+    await put(backend, "x", b"first")
+    await refused(writer.commit(metadata_for(b"late")), InvalidObjectKey)
+    assert await get(backend, "x") == b"first"
+    writer = await backend.start_write("p/q/r")
+    writer.write(b"late")
+    await put(backend, "p", b"first")
+    error = await refused(writer.commit(metadata_for(b"late")), InvalidObjectKey)
+    assert "'p' is an object" in str(error)
+    assert await names(backend) == (["a", "d/e", "p", "x"], [])
+
+
+# Temporary files.
+
+
+@pytest_twisted.ensureDeferred
+async def test_temporary_file_lifecycle(backend: LocalBackend, root: Path) -> None:
+    temp_dir = root / ".s3gateway" / "tmp"
+    writer = await backend.start_write("k")
+    writer.write(b"abc")
+    temps = list(temp_dir.iterdir())
+    assert len(temps) == 1 and temps[0].read_bytes() == b"abc"
+    assert not (root / "k").exists()
+    assert await names(backend, delimiter="/") == ([], [])
+    await writer.abort()
+    assert list(temp_dir.iterdir()) == []
+    await put(backend, "k", b"done")
+    assert list(temp_dir.iterdir()) == []
+    assert (root / "k").read_bytes() == b"done"
+
+
+@pytest_twisted.ensureDeferred
+async def test_crash_leftovers_not_listed(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "k", b"x")
+    # What a crash mid-upload leaves: a temporary file and a part.
+    (root / ".s3gateway" / "tmp" / "0123abcd").write_bytes(b"partial")
+    (root / ".s3gateway" / "uploads" / "u1").mkdir(parents=True)
+    (root / ".s3gateway" / "uploads" / "u1" / "1").write_bytes(b"part")
+    assert await names(backend) == (["k"], [])
+    assert await names(backend, delimiter="/") == (["k"], [])
+    assert await names(backend, ".s3") == ([], [])
+    assert await names(backend, ".s3gateway/") == ([], [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_commit_removes_temporary(backend: LocalBackend, root: Path) -> None:
+    writer = await backend.start_write("folder/")
+    writer.write(b"body")
+    await refused(writer.commit(metadata_for(b"body")), InvalidObjectKey)
+    writer = await backend.start_write("q/r")
+    writer.write(b"z")
+    await put(backend, "q", b"clash")
+    await refused(writer.commit(metadata_for(b"z")), InvalidObjectKey)
+    await writer.abort()
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_modes(backend: LocalBackend, root: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        await put(backend, "dir/sub/file", b"x")
+        await put(backend, "marker/", b"")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((root / "dir" / "sub" / "file").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "dir" / "sub").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "dir").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "marker").stat().st_mode) == 0o755
+
+
+# Files put there by other means, and the index.
+
+
+@pytest.fixture
+def hashing(monkeypatch) -> List[str]:  # type: ignore[no-untyped-def]
+    """
+    The paths whose MD5 the index computes.
+    """
+    hashed: List[str] = []
+    real = localindex.md5_of_file
+
+    def counting(path: str) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(localindex, "md5_of_file", counting)
+    return hashed
+
+
+@pytest_twisted.ensureDeferred
+async def test_foreign_file_md5(backend: LocalBackend, root: Path, hashing: List[str]) -> None:
+    (root / "docs").mkdir()
+    (root / "docs" / "notes.txt").write_bytes(b"hello")
+    page = await backend.list_objects("", None, "", 10)
+    (info,) = page.objects
+    assert info.key == "docs/notes.txt" and info.size == 5
+    assert info.etag == hashlib.md5(b"hello").hexdigest()
+    assert info.content_type == "text/plain"
+    assert await backend.stat("docs/notes.txt") == info
+    assert await get(backend, "docs/notes.txt") == b"hello"
+    await backend.list_objects("", None, "", 10)
+    assert len(hashing) == 1
+    # Remembered across instances: it is in the index.
+    other = make(root.parent)
+    assert (await other.stat("docs/notes.txt")).etag == info.etag
+    assert len(hashing) == 1
+    # A change of size, or of mtime only, makes it compute again.
+    (root / "docs" / "notes.txt").write_bytes(b"hello, world")
+    assert (await backend.stat("docs/notes.txt")).etag == hashlib.md5(b"hello, world").hexdigest()
+    assert len(hashing) == 2
+    (root / "docs" / "notes.txt").write_bytes(b"HELLO, WORLD")
+    os.utime(root / "docs" / "notes.txt", ns=(1, 10**18))
+    info = await backend.stat("docs/notes.txt")
+    assert info.etag == hashlib.md5(b"HELLO, WORLD").hexdigest()
+    assert info.last_modified == 1e9
+    assert len(hashing) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_content_type(backend: LocalBackend, root: Path) -> None:
+    (root / "blob").write_bytes(b"\x00")
+    assert (await backend.stat("blob")).content_type == "binary/octet-stream"
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_file_changed_by_other_means(
+    backend: LocalBackend,
+    root: Path,
+    hashing: List[str],
+) -> None:
+    await put(backend, "k.json", b"{}", content_type="application/x-mine", metadata={"a": "b"})
+    assert (await backend.stat("k.json")).content_type == "application/x-mine"
+    assert hashing == []
+    (root / "k.json").write_bytes(b'{"changed": 1}')
+    info = await backend.stat("k.json")
+    assert info.etag == hashlib.md5(b'{"changed": 1}').hexdigest()
+    assert info.content_type == "application/json" and dict(info.metadata) == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_survives_restart(
+    backend: LocalBackend,
+    root: Path,
+    hashing: List[str],
+) -> None:
+    info = await put(
+        backend,
+        "a/b",
+        b"body",
+        content_type="image/x-test",
+        metadata={"k": "v"},
+        headers={"cache-control": "no-cache"},
+    )
+    await backend.close()
+    other = make(root.parent)
+    assert await other.stat("a/b") == info
+    page = await other.list_objects("", None, "", 10)
+    assert page.objects == (info,)
+    assert hashing == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_listing_rows_fetched_per_directory(  # type: ignore[no-untyped-def]
+    backend: LocalBackend,
+    root: Path,
+    monkeypatch,
+) -> None:
+    for i in range(30):
+        await put(backend, f"d/{i:02}", b"x")
+    queries: List[int] = []
+    real = backend.index.get_many
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        queries.append(len(keys))
+        return real(keys)
+
+    monkeypatch.setattr(backend.index, "get_many", counting)
+    page = await backend.list_objects("d/", "/", "", 100)
+    assert len(page.objects) == 30
+    assert queries == [31]  # the 30 files and the folder's own marker, in one query
+
+
+@pytest_twisted.ensureDeferred
+async def test_unlistable_names(backend: LocalBackend, root: Path) -> None:
+    (root / "back\\slash").write_bytes(b"")
+    os.mkdir(os.path.join(os.fsencode(root), b"bad\xff"))
+    (root / "fifo").parent.mkdir(exist_ok=True)
+    os.mkfifo(root / "fifo")
+    (root / "good").write_bytes(b"")
+    assert await names(backend) == (["good"], [])
+    assert await names(backend, delimiter="/") == (["good"], [])
+    await refused(backend.stat("fifo"), NoSuchObject)
+    await refused(backend.open("fifo"), NoSuchObject)
+
+
+# Walking.
+
+
+@pytest.fixture
+def scans(monkeypatch) -> List[str]:  # type: ignore[no-untyped-def]
+    """
+    The directories the backend reads.
+    """
+    scanned: List[str] = []
+    real = os.scandir
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        scanned.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    return scanned
+
+
+async def make_tree(backend: LocalBackend) -> None:
+    for top in ("a", "m", "z"):
+        for sub in ("1", "2"):
+            await put(backend, f"{top}/{sub}/deep/file", b"x")
+    await put(backend, "top", b"x")
+
+
+@pytest_twisted.ensureDeferred
+async def test_delimiter_listing_reads_one_directory(
+    backend: LocalBackend,
+    root: Path,
+    scans: List[str],
+) -> None:
+    await make_tree(backend)
+    del scans[:]
+    assert await names(backend, delimiter="/") == (["top"], ["a/", "m/", "z/"])
+    assert scans == [str(root)]
+    del scans[:]
+    assert await names(backend, "m/", "/") == ([], ["m/1/", "m/2/"])
+    assert scans == [str(root / "m")]
+    del scans[:]
+    assert await names(backend, "m/1", "/") == ([], ["m/1/"])
+    assert scans == [str(root / "m")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_listing_stops_early(backend: LocalBackend, root: Path, scans: List[str]) -> None:
+    await make_tree(backend)
+    del scans[:]
+    page = await backend.list_objects("", None, "", 1)
+    assert [o.key for o in page.objects] == ["a/1/deep/file"] and page.is_truncated
+    # The first file, then the next directory on the way to the second.
+    walked = ["", "a", "a/1", "a/1/deep", "a/2", "a/2/deep"]
+    assert scans == [str(root / p) if p else str(root) for p in walked]
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_after_skips_subtrees(
+    backend: LocalBackend,
+    root: Path,
+    scans: List[str],
+) -> None:
+    await make_tree(backend)
+    del scans[:]
+    page = await backend.list_objects("", None, "m/2/deep/file", 10)
+    assert [o.key for o in page.objects] == ["top", "z/1/deep/file", "z/2/deep/file"]
+    assert str(root / "a") not in scans and str(root / "m" / "1") not in scans
+    assert str(root / "m" / "2" / "deep") in scans
+
+
+@pytest_twisted.ensureDeferred
+async def test_directories_are_common_prefixes(backend: LocalBackend, root: Path) -> None:
+    (root / "empty").mkdir()
+    (root / "full").mkdir()
+    (root / "full" / "f").write_bytes(b"x")
+    assert await names(backend, delimiter="/") == ([], ["empty/", "full/"])
+    # Without a delimiter an empty directory has no keys, and is no marker either.
+    assert await names(backend) == (["full/f"], [])
+    await refused(backend.stat("empty/"), NoSuchObject)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sort_order_of_directories(backend: LocalBackend, root: Path) -> None:
+    """
+    A directory sorts as its name and '/': after 'a-b' and 'a.b', before 'a0'.
+    """
+    for key in ["a/x", "a-b", "a.b", "a0", "a\u00e9"]:
+        await put(backend, key, b"")
+    assert await names(backend) == (["a-b", "a.b", "a/x", "a0", "a\u00e9"], [])
+    assert await names(backend, delimiter="/") == (["a-b", "a.b", "a0", "a\u00e9"], ["a/"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_delimiter(backend: LocalBackend) -> None:
+    for key in ["x-1/a", "x-1/b", "x-2", "y"]:
+        await put(backend, key, b"")
+    assert await names(backend, delimiter="-") == (["y"], ["x-"])
+    assert await names(backend, "x-1/", "-") == (["x-1/a", "x-1/b"], [])
+
+
+# Deleting.
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_prunes_empty_folders(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "keep/", b"")
+    await put(backend, "keep/a/b/c", b"x")
+    await put(backend, "other/d", b"x")
+    await backend.delete("keep/a/b/c")
+    assert tree(root / "keep") == []
+    assert (root / "keep").is_dir()
+    await backend.delete("other/d")
+    assert not (root / "other").exists()
+    assert root.is_dir()
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_marker_of_full_folder(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "f/", b"")
+    await put(backend, "f/x", b"x")
+    await backend.delete("f/")
+    assert (root / "f" / "x").read_bytes() == b"x"
+    assert await names(backend) == (["f/x"], [])
+    await backend.delete("f/x")
+    assert not (root / "f").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_folder_key_of_plain_directory(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "d/x", b"x")
+    await backend.delete("d")
+    assert (root / "d" / "x").exists()
+
+
+# Multipart.
+
+
+@pytest.mark.parametrize("upload_id", ["../x", "a/b", "", "a b", ".", "x\n"])
+@pytest_twisted.ensureDeferred
+async def test_bad_upload_ids(backend: LocalBackend, upload_id: str) -> None:
+    await refused(backend.start_part_write(upload_id, 1), NoSuchUpload)
+    completed = backend.complete_upload(upload_id, "k", [(1, 1)], WriteMetadata(etag="e"))
+    await refused(completed, NoSuchUpload)
+    await backend.abort_upload(upload_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_part_numbers(backend: LocalBackend) -> None:
+    await refused(backend.start_part_write("u", 0), BackendError)
+    await refused(backend.start_part_write("u", 10001), BackendError)
+
+
+async def write_part(backend: LocalBackend, upload_id: str, number: int, body: bytes) -> None:
+    writer = await backend.start_part_write(upload_id, number)
+    writer.write(body)
+    await writer.commit(metadata_for(body))
+
+
+@pytest_twisted.ensureDeferred
+async def test_part_files(backend: LocalBackend, root: Path) -> None:
+    await write_part(backend, "up_1", 1, b"one")
+    await write_part(backend, "up_1", 7, b"seven")
+    uploads = root / ".s3gateway" / "uploads"
+    assert tree(uploads) == ["up_1", "up_1/1", "up_1/7"]
+    await backend.complete_upload("up_1", "joined", [(1, 3)], WriteMetadata(etag="e-1"))
+    assert tree(uploads) == []
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    await write_part(backend, "up_2", 1, b"one")
+    await backend.abort_upload("up_2")
+    assert tree(uploads) == []
+
+
+@pytest.mark.parametrize("broken", [["copy_file_range"], ["copy_file_range", "sendfile"]])
+@pytest_twisted.ensureDeferred
+async def test_copy_fallbacks(  # type: ignore[no-untyped-def]
+    backend: LocalBackend,
+    monkeypatch,
+    broken: List[str],
+) -> None:
+    def unsupported(*args):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EXDEV, "cross-device")
+
+    for name in broken:
+        monkeypatch.setattr(os, name, unsupported)
+    one, two = os.urandom(3_000_000), os.urandom(12345)
+    await write_part(backend, "u", 1, one)
+    await write_part(backend, "u", 2, two)
+    parts = [(1, len(one)), (2, len(two))]
+    info = await backend.complete_upload("u", "k", parts, WriteMetadata(etag="x-2"))
+    assert info.size == len(one) + len(two)
+    assert await get(backend, "k") == one + two
+
+
+# The root.
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_root(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "gone"), str(tmp_path / "i.sqlite3"), _reactor())
+    await refused(backend.stat("k"), BackendUnavailable)
+    await refused(backend.list_objects("", None, "", 10), BackendUnavailable)
+    await refused(backend.start_write("k"), BackendUnavailable)
+
+
+@pytest_twisted.ensureDeferred
+async def test_index_file(backend: LocalBackend, tmp_path: Path) -> None:
+    await put(backend, "k", b"x")
+    index = tmp_path / "index" / "bucket.sqlite3"
+    assert index.exists()
+    db = sqlite3.connect(str(index))
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    rows = db.execute("SELECT key, size, etag, parts_count FROM objects").fetchall()
+    assert rows == [("k", 1, hashlib.md5(b"x").hexdigest(), None)]

@@ -1,0 +1,80 @@
+"""
+The twistd plugin and its options, tested as data (magic-wormhole-mailbox-server's test_config
+style): parse options, check the settings; make the service on a memory reactor, check it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+
+from gateway.config import DEFAULTS
+from gateway.tap import GatewayService, Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_defaults() -> None:
+    options = parse()
+    assert options.settings["listen"] == "tcp:8333:interface=127.0.0.1"
+    assert options.settings["region"] == "us-east-1"
+    assert options.settings["data"] == os.path.abspath(DEFAULTS["data"])
+    assert options.settings["create_bucket_root"] is None
+
+
+def test_command_line_overrides_config_file(tmp_path) -> None:
+    config = tmp_path / "s3gateway.conf"
+    config.write_text(
+        "[gateway]\nlisten = tcp:9000\nregion = eu-west-1\ndata = /srv/gw\n"
+        "create_bucket_root = /srv/buckets\n"
+    )
+    options = parse("--config", str(config), "--listen", "tcp:9001")
+    assert options.settings["listen"] == "tcp:9001"
+    assert options.settings["region"] == "eu-west-1"
+    assert options.settings["data"] == "/srv/gw"
+    assert options.settings["create_bucket_root"] == "/srv/buckets"
+
+
+def test_unknown_config_setting_is_an_error(tmp_path) -> None:
+    config = tmp_path / "s3gateway.conf"
+    config.write_text("[gateway]\nlisten = tcp:9000\nregoin = eu-west-1\n")
+    with pytest.raises(usage.UsageError, match="regoin"):
+        parse("--config", str(config))
+
+
+def test_missing_config_file_is_an_error(tmp_path) -> None:
+    with pytest.raises(usage.UsageError, match="cannot read"):
+        parse("--config", str(tmp_path / "absent.conf"))
+
+
+def test_example_config_file_parses() -> None:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    options = parse("--config", os.path.join(here, "etc", "s3gateway.conf"))
+    assert options.settings["listen"] == "tcp:8333:interface=127.0.0.1"
+    assert options.settings["data"] == "/var/lib/s3gateway"
+
+
+def test_make_service_builds_gateway_service(tmp_path) -> None:
+    reactor = MemoryReactorClock()
+    service = makeService(parse("--data", str(tmp_path), "--listen", "tcp:0"), reactor=reactor)
+    assert isinstance(service, GatewayService)
+    assert service.settings["data"] == str(tmp_path)
+    assert service.reactor is reactor
+
+
+def test_plugin_is_discoverable() -> None:
+    from twisted.plugin import getPlugins
+    from twisted.application.service import IServiceMaker
+
+    import twisted.plugins
+
+    names = {plugin.tapname: plugin for plugin in getPlugins(IServiceMaker, twisted.plugins)}
+    assert "s3gateway" in names
+    assert names["s3gateway"].module == "gateway.tap"

@@ -307,6 +307,23 @@ class StreamingChannel(http.HTTPChannel):
         self.persistent = self.checkPersistence(request, self._version)
         request.gotLength(self.length)
 
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers) -> None:  # type: ignore[no-untyped-def]
+        """
+        Write the status line and headers, with S3's ``x-amz-*`` headers in lower case.
+
+        twisted.web's L{Headers} capitalises every name (``X-Amz-Meta-Color``). HTTP does not
+        care, but S3 clients read user metadata names from the header names as sent (botocore
+        keeps the case after ``x-amz-meta-``), and S3 sends them in lower case.
+        """
+        sequence = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            if name[:6] == b"X-Amz-":
+                name = name.lower()
+            for value in values:
+                sequence.extend((name, b": ", value, b"\r\n"))
+        sequence.append(b"\r\n")
+        self.transport.writeSequence(sequence)
+
     def allContentReceived(self) -> None:
         if not self.requests:
             # The request was answered early on a connection being closed.

@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from gateway.interfaces import IBackend
-from gateway.model import WriteMetadata
+from twisted.web.http import datetimeToString
+
+from gateway.model import ObjectInfo, WriteMetadata
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
+from gateway.s3.preconditions import NOT_MODIFIED, check_read_preconditions
 from gateway.s3.ranges import UnsatisfiableRange, content_range, parse_range
 from gateway.s3.responses import empty, object_headers, quoted_etag
 from gateway.s3.upload import receive_body
@@ -93,12 +96,18 @@ def refuse_unsupported_headers(context: OperationContext) -> None:
 
 
 async def get_object(context: OperationContext) -> Optional[bytes]:
-    refuse_preconditions(context)
     request = context.request
     if "partNumber" in context.query:
         raise S3Error("NotImplemented", "GetObject by partNumber is not supported yet.")
     reader = await backend_of(context).open(context.key)
     info = reader.info
+    try:
+        if check_read_preconditions(context.header, info) == NOT_MODIFIED:
+            reader.close()
+            return not_modified(request, info)
+    except S3Error:
+        reader.close()
+        raise
     try:
         byte_range = parse_range(context.header("range"), info.size)
     except UnsatisfiableRange:
@@ -127,10 +136,14 @@ async def get_object(context: OperationContext) -> Optional[bytes]:
     return None
 
 
-def refuse_preconditions(context: OperationContext) -> None:
-    for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"):
-        if context.header(name) is not None:
-            raise S3Error("NotImplemented", "Conditional requests are not supported yet.")
+def not_modified(request, info: ObjectInfo) -> bytes:  # type: ignore[no-untyped-def]
+    """
+    A 304 answer: the validators only, no body (RFC 9110 section 15.4.5).
+    """
+    request.setResponseCode(304)
+    request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
+    request.setHeader(b"last-modified", datetimeToString(int(info.last_modified)))
+    return b""
 
 
 async def put_object(context: OperationContext) -> bytes:

@@ -9,6 +9,7 @@ any malformed document is S3's MalformedXML.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 from xml.etree import ElementTree
@@ -30,10 +31,16 @@ def iso8601(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % (millis,)
 
 
+#: Characters XML 1.0 cannot carry (section 2.2), even as references.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Union[str, int, bool]) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    # A key may hold control characters; clients that need them exactly list with
+    # encoding-type=url, as the S3 API Reference advises.
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _build(parent: Optional[ElementTree.Element], node: Node) -> ElementTree.Element:

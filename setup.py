@@ -25,6 +25,7 @@ setup(
             "awscli",
             "s3cmd",
             "psutil",
+            "pytest-timeout",
         ],
     },
     entry_points={"console_scripts": ["s3gateway-admin = gateway.admin:main"]},

@@ -8,6 +8,7 @@ setting. Keys use the command line's option names with ``_`` for ``-``.
 from __future__ import annotations
 
 import configparser
+import os
 from typing import Dict, Mapping, Optional
 
 #: Every setting with its default. ``listen`` is a Twisted server endpoint string.
@@ -17,6 +18,7 @@ DEFAULTS: Dict[str, Optional[str]] = {
     "region": "us-east-1",
     "create_bucket_root": None,
     "json_log": None,
+    "workers": "1",
 }
 
 
@@ -55,3 +57,22 @@ def merge_settings(
     settings.update(file_settings)
     settings.update({k: v for k, v in command_line.items() if v is not None})
     return settings
+
+
+def parse_workers(value: Optional[str]) -> int:
+    """
+    The number of worker processes a ``workers`` setting asks for: a positive integer, or
+    ``auto`` for one per core.
+
+    :raise ConfigError: for anything else.
+    """
+    text = (value or "1").strip().lower()
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"workers must be a positive integer or 'auto', not {value!r}")
+    return count

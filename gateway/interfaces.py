@@ -27,6 +27,7 @@ from gateway.model import (
     ObjectInfo,
     UploadedPart,
     User,
+    WriteCondition,
     WriteMetadata,
 )
 
@@ -69,6 +70,12 @@ class NoSuchUpload(BackendError):
     """
 
 
+class PreconditionNotMet(BackendError):
+    """
+    A conditional write's L{WriteCondition} did not hold; nothing was written.
+    """
+
+
 class BackendUnavailable(BackendError):
     """
     The storage behind the connection cannot be reached now (a remote server down, a directory
@@ -107,9 +114,13 @@ class IObjectWriter(IConsumer):
     and L{abort} leaves the previous object (or none) in place.
     """
 
-    def commit(metadata: WriteMetadata) -> "Deferred[ObjectInfo]":
+    def commit(
+        metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
         """
-        Make the written body visible under the key, atomically, with its metadata.
+        Make the written body visible under the key, atomically, with its metadata. With a
+        C{condition}, the check and the replacement are one atomic step; the writer is aborted
+        and L{PreconditionNotMet} raised when it fails. (Part writers ignore conditions.)
 
         :return: the stored object's info.
         """
@@ -166,17 +177,60 @@ class IBackend(Interface):
         """
 
     def complete_upload(
-        upload_id: str, key: str, parts: Sequence[Tuple[int, int]], metadata: WriteMetadata
+        upload_id: str,
+        key: str,
+        parts: Sequence[Tuple[int, int]],
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
     ) -> "Deferred[ObjectInfo]":
         """
         Join the listed parts, given as C{(part_number, size)} in order, into the object under
         C{key}, atomically, then remove every part file of the upload (listed or not).
-        The protocol has checked the part list against the store by then.
+        The protocol has checked the part list against the store by then. The object records
+        the parts' sizes (L{ObjectInfo.part_sizes}). With a C{condition}, fails with
+        L{PreconditionNotMet} (keeping the parts) when it does not hold at the moment of the
+        replacement.
+        """
+
+    def update_metadata(
+        key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
+        """
+        Replace the stored metadata (content type, user metadata, stored headers, tags) of an
+        existing object without touching its body; C{metadata.etag} is ignored (the body's ETag
+        stays). Used by CopyObject onto itself with REPLACE and by object tagging.
+        Fails with L{NoSuchObject}.
         """
 
     def abort_upload(upload_id: str) -> "Deferred[None]":
         """
         Remove every stored part of the upload; succeeds also when there is none.
+        """
+
+
+class IServerSideCopy(Interface):
+    """
+    Optional: a backend that can copy an object within itself without streaming it through the
+    gateway (a reflink or C{copy_file_range} on a local disk, a server-side copy upstream).
+    """
+
+    def copy_object(
+        source_key: str,
+        key: str,
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
+    ) -> "Deferred[ObjectInfo]":
+        """
+        Copy the body of C{source_key} to C{key} with the given metadata (its C{etag} is the
+        source's), atomically as any write. Fails with L{NoSuchObject} for a missing source.
+        """
+
+    def copy_part(
+        source_key: str, byte_range: Optional[ByteRange], upload_id: str, part_number: int
+    ) -> "Deferred[ObjectInfo]":
+        """
+        Store (a range of) C{source_key} as part C{part_number} of an upload; the returned info's
+        C{etag} is the MD5 of the copied bytes.
         """
 
 

@@ -31,6 +31,9 @@ class ObjectInfo:
     :ivar headers: other stored response headers (Content-Disposition, Content-Encoding,
         Cache-Control, Expires, Content-Language), lower-case names.
     :ivar parts_count: the number of parts of a multipart object, else ``None``.
+    :ivar tags: the object's tag set (S3 object tagging).
+    :ivar part_sizes: the size of each part of a multipart object, in order, so that GetObject
+        with ``partNumber`` can find a part's bytes; empty when unknown or single-part.
     """
 
     key: str
@@ -41,6 +44,8 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     headers: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     parts_count: Optional[int] = None
+    tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    part_sizes: Tuple[int, ...] = field(default=(), converter=tuple)
 
 
 @frozen
@@ -54,6 +59,22 @@ class WriteMetadata:
     content_type: str = "binary/octet-stream"
     metadata: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     headers: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+
+
+@frozen
+class WriteCondition:
+    """
+    A condition under which a write may replace what is stored (S3's conditional writes). The
+    backend checks it and commits in one atomic step, against every writer of the same storage
+    (other requests, other worker processes).
+
+    :ivar if_none_match: ``If-None-Match: *``: write only if no object has the key.
+    :ivar if_match: ``If-Match``: write only if the stored object's ETag (unquoted) is this one.
+    """
+
+    if_none_match: bool = False
+    if_match: Optional[str] = None
 
 
 @frozen
@@ -145,6 +166,7 @@ class MultipartUpload:
     content_type: str = "binary/octet-stream"
     metadata: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     headers: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
 
 
 @frozen

@@ -4,6 +4,9 @@ The ``twistd s3gateway`` command: its options and the service tree it runs.
 ``makeService`` returns a L{GatewayService}: on start it opens the metadata store, creates the
 admin user on first start, and only then begins listening, so no request ever meets a store that
 is not ready. Stopping it stops listening and closes the store.
+
+With ``--workers N`` above 1 the service supervises N worker processes instead of serving
+(L{gateway.workers}): it does the first start, binds the endpoint and hands it to the workers.
 """
 
 from __future__ import annotations
@@ -18,14 +21,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
-from gateway.accesslog import json_observer, log_access
-from gateway.backends import BackendRegistry
+from gateway.accesslog import json_observer
 from gateway.bootstrap import ensure_admin_user
-from gateway.config import ConfigError, merge_settings, read_config_file
-from gateway.http.streaming import StreamingSite
-from gateway.s3.app import S3Gateway
-from gateway.s3.buckets import BucketPolicy
-from gateway.store.sqlite import DATABASE_FILENAME, open_sqlite_store
+from gateway.config import ConfigError, merge_settings, parse_workers, read_config_file
+from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
+from gateway.serving import build_site, open_store
+from gateway.workers import WorkerSupervisor
 
 
 class Options(usage.Options):
@@ -42,6 +43,8 @@ class Options(usage.Options):
         ["create-bucket-root", None, None,
          "Let CreateBucket make local connections under this directory."],
         ["json-log", None, None, "Also write log events as JSON lines to this file."],
+        ["workers", None, None,
+         "Worker processes serving the endpoint (default 1; 'auto' = one per core)."],
     ]
 
     def postOptions(self) -> None:
@@ -57,8 +60,15 @@ class Options(usage.Options):
             "region": self["region"],
             "create_bucket_root": self["create-bucket-root"],
             "json_log": self["json-log"],
+            "workers": self["workers"],
         }
         self.settings = merge_settings(file_settings, command_line)
+        try:
+            self.settings["workers"] = parse_workers(self.settings["workers"])
+            if self.settings["workers"] > 1:
+                parse_listen(self.settings["listen"])
+        except (ConfigError, UnsupportedEndpoint) as error:
+            raise usage.UsageError(str(error))
         self.settings["data"] = os.path.abspath(self.settings["data"] or ".")
         root = self.settings["create_bucket_root"]
         if root is not None:
@@ -96,21 +106,12 @@ class GatewayService(MultiService):
 
     async def _open_and_listen(self) -> None:
         data_dir = self.settings["data"]
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        self.store = await open_sqlite_store(
-            os.path.join(data_dir, DATABASE_FILENAME), self.reactor
-        )
+        self.store = await open_store(data_dir, self.reactor)
         await ensure_admin_user(self.store, data_dir, os.environ)
-        gateway = S3Gateway(
-            self.store,
-            BackendRegistry(data_dir, self.reactor),
-            BucketPolicy(self.settings["region"], self.settings["create_bucket_root"]),
-            self.reactor,
-            access_log=log_access,
-        )
-        site = StreamingSite(gateway.resource())
-        site.displayTracebacks = False
-        site.noisy = False
+        if self.settings.get("workers", 1) > 1:
+            await self._start_workers()
+            return
+        site = build_site(self.store, self.settings, self.reactor)
         endpoint = serverFromString(self.reactor, self.settings["listen"])
         listener = StreamServerEndpointService(endpoint, site)
         listener._raiseSynchronously = True
@@ -120,6 +121,29 @@ class GatewayService(MultiService):
             "s3gateway listening on {listen}, data in {data}",
             listen=self.settings["listen"],
             data=data_dir,
+        )
+
+    async def _start_workers(self) -> None:
+        """
+        Hand serving to worker processes: the supervisor keeps no store open (the first start
+        is done), binds the endpoint and starts the workers.
+        """
+        store, self.store = self.store, None
+        await store.close()
+        spec = parse_listen(self.settings["listen"])
+        supervisor = WorkerSupervisor(
+            self.reactor,
+            self.settings["workers"],
+            self.settings,
+            lambda: open_listening_socket(spec),
+        )
+        supervisor.setName("workers")
+        supervisor.setServiceParent(self)
+        self.log.info(
+            "s3gateway listening on {listen} with {count} workers, data in {data}",
+            listen=self.settings["listen"],
+            count=self.settings["workers"],
+            data=self.settings["data"],
         )
 
     def _failed_to_start(self, failure: Any) -> None:

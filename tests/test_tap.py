@@ -27,6 +27,7 @@ def test_defaults() -> None:
     assert options.settings["region"] == "us-east-1"
     assert options.settings["data"] == os.path.abspath(DEFAULTS["data"])
     assert options.settings["create_bucket_root"] is None
+    assert options.settings["workers"] == 1
 
 
 def test_command_line_overrides_config_file(tmp_path) -> None:
@@ -59,6 +60,32 @@ def test_example_config_file_parses() -> None:
     options = parse("--config", os.path.join(here, "etc", "s3gateway.conf"))
     assert options.settings["listen"] == "tcp:8333:interface=127.0.0.1"
     assert options.settings["data"] == "/var/lib/s3gateway"
+    assert options.settings["workers"] == 1
+
+
+def test_workers_option() -> None:
+    assert parse("--workers", "3").settings["workers"] == 3
+    assert parse("--workers", "auto").settings["workers"] == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_workers_must_be_positive_or_auto(value: str) -> None:
+    with pytest.raises(usage.UsageError, match="workers"):
+        parse("--workers", value)
+
+
+def test_workers_from_config_file(tmp_path) -> None:
+    config = tmp_path / "s3gateway.conf"
+    config.write_text("[gateway]\nworkers = 4\n")
+    assert parse("--config", str(config)).settings["workers"] == 4
+    assert parse("--config", str(config), "--workers", "2").settings["workers"] == 2
+
+
+def test_workers_refuse_an_endpoint_they_cannot_share() -> None:
+    with pytest.raises(usage.UsageError, match="cannot share"):
+        parse("--workers", "2", "--listen", "ssl:8443:privateKey=key.pem")
+    # One worker serves any endpoint, as before.
+    assert parse("--workers", "1", "--listen", "unix:/tmp/gw.sock").settings["workers"] == 1
 
 
 def test_make_service_builds_gateway_service(tmp_path) -> None:

@@ -12,7 +12,11 @@ Where things land on disk:
 - uploads are written to a temporary file in ``<root>/.s3gateway/tmp`` (same filesystem, so the
   final rename is atomic), fsynced and renamed into place on commit: readers see the old object
   or the new one, never a part, and a crash leaves at most a temporary file that no listing shows;
-- multipart parts are ``<root>/.s3gateway/uploads/<upload id>/<part number>``.
+- multipart parts are ``<root>/.s3gateway/uploads/<upload id>/<part number>``
+  (L{gateway.backends.localparts});
+- every replacement of a key (commit, complete, metadata update, copy, delete) holds the key's
+  lock file in ``<root>/.s3gateway/locks`` (L{gateway.backends.locallock}), which other worker
+  processes respect too: that is what makes a conditional write's check and rename one step.
 
 Listings show directories as common prefixes with delimiter ``/``, also empty ones and ones made
 by other means; only regular files and directories are listed (symbolic links are not, though a
@@ -27,52 +31,49 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import shutil
 import stat
 import time
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from gateway.backends import localfs
+from gateway.backends import localcopy, localfs, localparts
+from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import ObjectIndex, row_for
-from gateway.backends.localkeys import (
-    RESERVED,
-    check_upload_id,
-    key_path,
-    resolve_inside,
-    split_key,
-)
+from gateway.backends.locallock import locked
+from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localwalk import walk
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
-    BackendError,
     BackendUnavailable,
     IBackend,
     IObjectReader,
     IObjectWriter,
-    InvalidObjectKey,
+    IServerSideCopy,
     NoSuchObject,
-    NoSuchUpload,
     ReadOnlyConnection,
 )
 from gateway.listing import paginate
-from gateway.model import ListingPage, ObjectInfo, WriteMetadata
+from gateway.model import ByteRange, ListingPage, ObjectInfo, WriteCondition, WriteMetadata
 
 T = TypeVar("T")
 
 #: The highest part number S3 allows.
-MAX_PART_NUMBER = 10000
+MAX_PART_NUMBER = localparts.MAX_PART_NUMBER
 
 
-@implementer(IBackend)
+@implementer(IBackend, IServerSideCopy)
 class LocalBackend:
     """
     The objects of one connection, as files under C{root}.
+
+    The methods named without an underscore and not in the interfaces (L{locate}, L{install},
+    ...) are the blocking steps that L{gateway.backends.localparts} and
+    L{gateway.backends.localcopy} build on; they run in a worker thread.
 
     :param root: the bucket's directory.
     :param index_path: the SQLite file of the bucket's metadata index (made on first use).
@@ -110,16 +111,16 @@ class LocalBackend:
             return fail(ReadOnlyConnection("the connection is read-only"))
         return self._run(function, *args)
 
-    def _real_root(self) -> str:
+    def real_root(self) -> str:
         if not os.path.isdir(self.root):
             raise BackendUnavailable(f"the bucket's directory {self.root} is missing")
         return os.path.realpath(self.root)
 
-    def _locate(self, key: str) -> Tuple[str, str, bool]:
+    def locate(self, key: str) -> Tuple[str, str, bool]:
         """
         The resolved root, the path of C{key} and whether it is a folder marker.
         """
-        root = self._real_root()
+        root = self.real_root()
         path, folder = key_path(root, key)
         resolve_inside(root, path)
         return root, path, folder
@@ -127,10 +128,13 @@ class LocalBackend:
     # Reading.
 
     def stat(self, key: str) -> "Deferred[ObjectInfo]":
-        return self._run(self._stat, key)
+        return self._run(self.stat_now, key)
 
-    def _stat(self, key: str) -> ObjectInfo:
-        _, path, folder = self._locate(key)
+    def stat_now(self, key: str) -> ObjectInfo:
+        """
+        L{stat}, blocking.
+        """
+        _, path, folder = self.locate(key)
         if folder:
             return self._marker_info(key, path)
         try:
@@ -151,9 +155,16 @@ class LocalBackend:
         return self._run(self._open, key)
 
     def _open(self, key: str) -> IObjectReader:
-        _, path, folder = self._locate(key)
+        file, info = self.open_file(key)
+        return FileReader(info, file or io.BytesIO(b""), self._reactor)
+
+    def open_file(self, key: str) -> Tuple[Optional[BinaryIO], ObjectInfo]:
+        """
+        The opened file of C{key} (C{None} for a folder marker) and its info, as of the opening.
+        """
+        _, path, folder = self.locate(key)
         if folder:
-            return FileReader(self._marker_info(key, path), io.BytesIO(b""), self._reactor)
+            return None, self._marker_info(key, path)
         try:
             # O_NONBLOCK: opening a FIFO put there by other means must not hang the thread.
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -168,7 +179,7 @@ class LocalBackend:
         except BaseException:
             file.close()
             raise
-        return FileReader(info, file, self._reactor)  # type: ignore[arg-type]
+        return file, info  # type: ignore[return-value]
 
     # Listing.
 
@@ -180,7 +191,7 @@ class LocalBackend:
     def _list(
         self, prefix: str, delimiter: Optional[str], start_after: str, max_keys: int
     ) -> ListingPage:
-        root = self._real_root()
+        root = self.real_root()
         entries = walk(self.index, root, prefix, delimiter == "/", start_after)
         return paginate(entries, prefix, delimiter, start_after, max_keys)
 
@@ -190,46 +201,78 @@ class LocalBackend:
         return self._writable(self._start_write, key)
 
     def _start_write(self, key: str) -> IObjectWriter:
-        root, path, folder = self._locate(key)
+        root, path, folder = self.locate(key)
         localfs.check_clash(root, split_key(key)[0], folder, key)
         if folder:
             return LocalWriter(
-                self._run, lambda fd, temp, metadata: self._make_marker(key, metadata)
+                self._run,
+                lambda fd, temp, metadata, condition: self.make_marker(key, metadata, condition),
             )
-        fd, temp = self._temp_file(root)
+        fd, temp = self.temp_file(root)
         return LocalWriter(
             self._run,
-            lambda fd, temp, metadata: self._install(key, fd, temp, metadata, None),
+            lambda fd, temp, metadata, condition: self.install(key, fd, temp, metadata, condition),
             fd,
             temp,
         )
 
-    def _temp_file(self, root: str) -> Tuple[int, str]:
+    def temp_file(self, root: str) -> Tuple[int, str]:
+        """
+        A new temporary file on the root's filesystem: its descriptor (for writing) and path.
+        """
         folder = os.path.join(root, RESERVED, "tmp")
         os.makedirs(folder, mode=0o700, exist_ok=True)
         temp = os.path.join(folder, secrets.token_hex(16))
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         return os.open(temp, flags, 0o644), temp
 
-    def _install(
+    def check(
+        self, condition: Optional[WriteCondition], key: str, path: str, folder: bool
+    ) -> None:
+        """
+        Refuse a write whose condition does not hold now (hold the key's lock to rely on it).
+        The stored ETag is what L{stat} reports: the row's, or a foreign file's MD5.
+        """
+        if condition is None:
+            return
+        if folder:
+            row = self.index.get(key)
+            exists = row is not None and os.path.isdir(path)
+            check_condition(condition, key, exists, lambda: row.etag)  # type: ignore[union-attr]
+            return
+        try:
+            st: Optional[os.stat_result] = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        exists = st is not None and stat.S_ISREG(st.st_mode)
+
+        def etag() -> str:
+            assert st is not None
+            return self.index.file_info(key, path, st, self.index.get(key)).etag
+
+        check_condition(condition, key, exists, etag)
+
+    def install(
         self,
         key: str,
         fd: int,
         temp: str,
         metadata: WriteMetadata,
-        parts_count: Optional[int],
+        condition: Optional[WriteCondition] = None,
+        parts_count: Optional[int] = None,
+        part_sizes: Sequence[int] = (),
     ) -> ObjectInfo:
         """
-        Make the temporary file C{temp} (open as C{fd}) the object C{key}: fsync, rename into
-        place, fsync the directory, record the metadata. The temporary file is gone afterwards,
-        whether this worked or not.
+        Make the temporary file C{temp} (open as C{fd}) the object C{key}: fsync, check the
+        condition and rename into place under the key's lock, fsync the directory, record the
+        metadata. The temporary file is gone afterwards, whether this worked or not.
         """
         try:
             os.fsync(fd)
             st = os.fstat(fd)
             os.close(fd)
             fd = -1
-            root, path, _ = self._locate(key)
+            root, path, _ = self.locate(key)
             segments = split_key(key)[0]
             info = ObjectInfo(
                 key=key,
@@ -240,18 +283,22 @@ class LocalBackend:
                 metadata=metadata.metadata,
                 headers=metadata.headers,
                 parts_count=parts_count,
+                tags=metadata.tags,
+                part_sizes=part_sizes,
             )
 
             def rename() -> None:
                 localfs.check_clash(root, segments, False, key)
                 os.replace(temp, path)
 
-            # The index lock makes the rename and the new row one step for the readers that
-            # remember MD5s of files changed by other means (ObjectIndex.file_info).
             localfs.check_clash(root, segments, False, key)
-            with self.index.lock:
-                localfs.place(root, segments[:-1], rename)
-                self.index.put(row_for(info, st.st_mtime_ns))
+            with locked(root, key):
+                self.check(condition, key, path, False)
+                # The index lock makes the rename and the new row one step for the readers that
+                # remember MD5s of files changed by other means (ObjectIndex.file_info).
+                with self.index.lock:
+                    localfs.place(root, segments[:-1], rename)
+                    self.index.put(row_for(info, st.st_mtime_ns))
             localfs.fsync_directory(os.path.dirname(path))
             return info
         finally:
@@ -259,40 +306,54 @@ class LocalBackend:
                 os.close(fd)
             localfs.remove_file(temp)
 
-    def _make_marker(self, key: str, metadata: WriteMetadata) -> ObjectInfo:
-        root, path, _ = self._locate(key)
+    def make_marker(
+        self, key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> ObjectInfo:
+        """
+        Make the folder marker C{key}: its directory and its row.
+        """
+        root, path, _ = self.locate(key)
         segments = split_key(key)[0]
         localfs.check_clash(root, segments, True, key)
-        localfs.place(root, segments, lambda: None)
-        now = time.time_ns()
-        info = ObjectInfo(
-            key=key,
-            size=0,
-            etag=metadata.etag,
-            last_modified=now / 1e9,
-            content_type=metadata.content_type,
-            metadata=metadata.metadata,
-            headers=metadata.headers,
-        )
-        self.index.put(row_for(info, now))
+        with locked(root, key):
+            self.check(condition, key, path, True)
+            localfs.place(root, segments, lambda: None)
+            now = time.time_ns()
+            info = ObjectInfo(
+                key=key,
+                size=0,
+                etag=metadata.etag,
+                last_modified=now / 1e9,
+                content_type=metadata.content_type,
+                metadata=metadata.metadata,
+                headers=metadata.headers,
+                tags=metadata.tags,
+            )
+            self.index.put(row_for(info, now))
         return info
+
+    def update_metadata(
+        self, key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
+        return self._writable(localcopy.update_metadata, self, key, metadata, condition)
 
     def delete(self, key: str) -> "Deferred[None]":
         return self._writable(self._delete, key)
 
     def _delete(self, key: str) -> None:
-        root, path, folder = self._locate(key)
+        root, path, folder = self.locate(key)
         segments = split_key(key)[0]
-        if folder:
-            self.index.delete(key)
-            localfs.remove_empty_directory(path)
-        else:
-            try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-            self.index.delete(key)
+        with locked(root, key):
+            if folder:
+                self.index.delete(key)
+                localfs.remove_empty_directory(path)
+            else:
+                try:
+                    if not stat.S_ISDIR(os.lstat(path).st_mode):
+                        os.unlink(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
+                self.index.delete(key)
         self._prune(root, segments[:-1])
 
     def _prune(self, root: str, segments: List[str]) -> None:
@@ -307,78 +368,41 @@ class LocalBackend:
                 return
             segments = segments[:-1]
 
-    # Multipart uploads.
-
-    def _upload_directory(self, root: str, upload_id: str) -> str:
-        return os.path.join(root, RESERVED, "uploads", check_upload_id(upload_id))
+    # Multipart uploads (gateway.backends.localparts).
 
     def start_part_write(self, upload_id: str, part_number: int) -> "Deferred[IObjectWriter]":
-        return self._writable(self._start_part_write, upload_id, part_number)
-
-    def _start_part_write(self, upload_id: str, part_number: int) -> IObjectWriter:
-        if not 1 <= part_number <= MAX_PART_NUMBER:
-            raise BackendError(f"part numbers run from 1 to {MAX_PART_NUMBER}")
-        root = self._real_root()
-        folder = self._upload_directory(root, upload_id)
-        fd, temp = self._temp_file(root)
-
-        def commit(fd: int, temp: str, metadata: WriteMetadata) -> ObjectInfo:
-            try:
-                os.fsync(fd)
-                st = os.fstat(fd)
-                os.makedirs(folder, mode=0o700, exist_ok=True)
-                os.replace(temp, os.path.join(folder, str(part_number)))
-            finally:
-                os.close(fd)
-                localfs.remove_file(temp)
-            localfs.fsync_directory(folder)
-            return ObjectInfo(
-                f"{upload_id}/{part_number}", st.st_size, metadata.etag, st.st_mtime_ns / 1e9
-            )
-
-        return LocalWriter(self._run, commit, fd, temp)
+        return self._writable(localparts.start_part_write, self, upload_id, part_number)
 
     def complete_upload(
-        self, upload_id: str, key: str, parts: Sequence[Tuple[int, int]], metadata: WriteMetadata
+        self,
+        upload_id: str,
+        key: str,
+        parts: Sequence[Tuple[int, int]],
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
     ) -> "Deferred[ObjectInfo]":
-        return self._writable(self._complete_upload, upload_id, key, list(parts), metadata)
-
-    def _complete_upload(
-        self, upload_id: str, key: str, parts: List[Tuple[int, int]], metadata: WriteMetadata
-    ) -> ObjectInfo:
-        root, _, folder = self._locate(key)
-        if folder:
-            raise InvalidObjectKey("a multipart upload cannot make a folder marker")
-        localfs.check_clash(root, split_key(key)[0], False, key)
-        directory = self._upload_directory(root, upload_id)
-        if not os.path.isdir(directory):
-            raise NoSuchUpload(upload_id)
-        paths = [os.path.join(directory, str(number)) for number, _ in parts]
-        for path, (number, size) in zip(paths, parts):
-            try:
-                actual = os.stat(path).st_size
-            except FileNotFoundError:
-                raise BackendError(f"part {number} is not stored") from None
-            if actual != size:
-                raise BackendError(f"part {number} has {actual} bytes stored, not {size}")
-        fd, temp = self._temp_file(root)
-        try:
-            for path, (_, size) in zip(paths, parts):
-                localfs.append_file(fd, path, size)
-        except BaseException:
-            os.close(fd)
-            localfs.remove_file(temp)
-            raise
-        info = self._install(key, fd, temp, metadata, len(parts))
-        shutil.rmtree(directory, ignore_errors=True)
-        return info
+        return self._writable(
+            localparts.complete_upload, self, upload_id, key, list(parts), metadata, condition
+        )
 
     def abort_upload(self, upload_id: str) -> "Deferred[None]":
-        return self._writable(self._abort_upload, upload_id)
+        return self._writable(localparts.abort_upload, self, upload_id)
 
-    def _abort_upload(self, upload_id: str) -> None:
-        try:
-            directory = self._upload_directory(self._real_root(), upload_id)
-        except NoSuchUpload:
-            return
-        shutil.rmtree(directory, ignore_errors=True)
+    # Server-side copies (gateway.backends.localcopy, as are metadata updates).
+
+    def copy_object(
+        self,
+        source_key: str,
+        key: str,
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
+    ) -> "Deferred[ObjectInfo]":
+        return self._writable(localcopy.copy_object, self, source_key, key, metadata, condition)
+
+    def copy_part(
+        self, source_key: str, byte_range: Optional[ByteRange], upload_id: str, part_number: int
+    ) -> "Deferred[ObjectInfo]":
+        return self._writable(
+            localcopy.copy_part, self, source_key, byte_range, upload_id, part_number
+        )
+

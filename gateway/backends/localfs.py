@@ -1,6 +1,6 @@
 """
 Filesystem steps of the local backend: the upload writer, folder creation and pruning, clash
-checks, durable renames and the copy that joins multipart parts.
+checks, durable renames and the copies that join multipart parts and make server-side copies.
 
 Everything but L{LocalWriter.write} blocks and runs in the backend's thread pool.
 """
@@ -8,6 +8,7 @@ Everything but L{LocalWriter.write} blocks and runs in the backend's thread pool
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from typing import Callable, List, Optional, TypeVar
@@ -18,7 +19,7 @@ from zope.interface import implementer
 
 from gateway.backends.localkeys import resolve_inside
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
-from gateway.model import ObjectInfo, WriteMetadata
+from gateway.model import ObjectInfo, WriteCondition, WriteMetadata
 
 T = TypeVar("T")
 
@@ -27,6 +28,9 @@ _PLACE_TRIES = 3
 
 #: Bytes one copy call moves at most.
 _COPY_CHUNK = 1 << 30
+
+#: Bytes read at a time where a copy goes through a buffer.
+_HASH_BLOCK = 1024 * 1024
 
 #: Errors that mean "this copy call does not work here; use the next way".
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
@@ -128,16 +132,49 @@ def remove_empty_directory(path: str) -> bool:
 
 def append_file(target: int, source_path: str, size: int) -> None:
     """
-    Append the first C{size} bytes of the file C{source_path} to the open file C{target}, in the
-    kernel where it can (``copy_file_range``, else ``sendfile``), else through a buffer.
+    Append the first C{size} bytes of the file C{source_path} to the open file C{target}.
     """
     with open(source_path, "rb") as source:
-        remaining = size
-        while remaining:
-            copied = copy_chunk(source.fileno(), target, min(remaining, _COPY_CHUNK))
-            if copied == 0:
-                raise BackendError(f"{source_path} ended {remaining} bytes early")
-            remaining -= copied
+        copy_bytes(source.fileno(), target, size, source_path)
+
+
+def copy_bytes(source: int, target: int, size: int, name: str) -> None:
+    """
+    Copy C{size} bytes from C{source}'s position to C{target}'s, in the kernel where it can
+    (``copy_file_range``, which may share blocks on a filesystem that can, else ``sendfile``),
+    else through a buffer.
+
+    :param name: what the source is, for the error when it ends early.
+    """
+    remaining = size
+    while remaining:
+        copied = copy_chunk(source, target, min(remaining, _COPY_CHUNK))
+        if copied == 0:
+            raise BackendError(f"{name} ended {remaining} bytes early")
+        remaining -= copied
+
+
+def copy_hashing(source: int, target: int, size: int, name: str) -> str:
+    """
+    Copy C{size} bytes from C{source}'s position to C{target}'s through a buffer, hashing them
+    on the way (the source is read once); their hex MD5.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    remaining = size
+    while remaining:
+        data = os.read(source, min(remaining, _HASH_BLOCK))
+        if not data:
+            raise BackendError(f"{name} ended {remaining} bytes early")
+        digest.update(data)
+        write_all(target, data)
+        remaining -= len(data)
+    return digest.hexdigest()
+
+
+def write_all(target: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(target, view) :]
 
 
 def copy_chunk(source: int, target: int, count: int) -> int:
@@ -155,10 +192,8 @@ def copy_chunk(source: int, target: int, count: int) -> int:
         except OSError as e:
             if e.errno not in _UNSUPPORTED:
                 raise
-    data = os.read(source, min(count, 1024 * 1024))
-    view = memoryview(data)
-    while view:
-        view = view[os.write(target, view) :]
+    data = os.read(source, min(count, _HASH_BLOCK))
+    write_all(target, data)
     return len(data)
 
 
@@ -166,18 +201,19 @@ def copy_chunk(source: int, target: int, count: int) -> int:
 class LocalWriter:
     """
     Writes an upload's bytes to a temporary file as they arrive; L{commit} hands the file to
-    C{install} in a thread, which puts it in place (and removes it in any case).
+    C{install} in a thread, which puts it in place (and removes it in any case, so a write whose
+    condition failed is aborted).
 
     Without a file (C{fd} < 0) it takes a folder marker's body, which must be empty.
 
     :param run: runs a blocking function in the backend's thread pool.
-    :param install: C{install(fd, temp, metadata)}, blocking.
+    :param install: C{install(fd, temp, metadata, condition)}, blocking.
     """
 
     def __init__(
         self,
         run: Callable[..., "Deferred[ObjectInfo]"],
-        install: Callable[[int, str, WriteMetadata], ObjectInfo],
+        install: Callable[[int, str, WriteMetadata, Optional[WriteCondition]], ObjectInfo],
         fd: int = -1,
         temp: str = "",
     ) -> None:
@@ -202,21 +238,21 @@ class LocalWriter:
             self._error = InvalidObjectKey("a folder marker (a key ending in '/') has no body")
             return
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)
         except OSError as e:
             # Reported by commit: the protocol answers then, and the upload stores nothing.
             self._error = e
 
-    def commit(self, metadata: WriteMetadata) -> "Deferred[ObjectInfo]":
+    def commit(
+        self, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
         if not self._open:
             return fail(BackendError("the write is over"))
         self._open = False
         if self._error is not None:
             self._discard()
             return fail(self._error)
-        return self._run(self._install, self._fd, self._temp, metadata)
+        return self._run(self._install, self._fd, self._temp, metadata, condition)
 
     def abort(self) -> "Deferred[None]":
         if self._open:

@@ -1,7 +1,8 @@
 """
 The metadata index of a local bucket: one SQLite file holding, per key, what a plain file cannot
-(ETag, Content-Type, ``x-amz-meta-*`` and stored headers), so that metadata survives restarts on
-any filesystem, without extended attributes.
+(ETag, Content-Type, ``x-amz-meta-*``, stored headers, tags, part sizes), so that metadata
+survives restarts on any filesystem, without extended attributes. An index file made by an older
+version gains the newer columns when it is opened (L{migrate}).
 
 A row describes the file only while the file's size and ``mtime_ns`` are those recorded: a file
 changed or put there by other means no longer matches, and its ETag becomes the MD5 of its bytes,
@@ -34,11 +35,22 @@ CREATE TABLE IF NOT EXISTS objects (
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     headers TEXT NOT NULL,
-    parts_count INTEGER
+    parts_count INTEGER,
+    tags TEXT NOT NULL DEFAULT '{}',
+    part_sizes TEXT NOT NULL DEFAULT '[]'
 )
 """
 
-_COLUMNS = "key, size, mtime_ns, etag, content_type, metadata, headers, parts_count"
+#: Columns added since the first schema, with their definitions, oldest first.
+_ADDED_COLUMNS = [
+    ("tags", "TEXT NOT NULL DEFAULT '{}'"),
+    ("part_sizes", "TEXT NOT NULL DEFAULT '[]'"),
+]
+
+_COLUMNS = (
+    "key, size, mtime_ns, etag, content_type, metadata, headers, parts_count, tags, part_sizes"
+)
+_MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 
 #: How many keys one ``IN (...)`` query looks up (well under SQLite's variable limit).
 _BATCH = 500
@@ -61,6 +73,8 @@ class IndexRow:
     metadata: str = "{}"
     headers: str = "{}"
     parts_count: Optional[int] = None
+    tags: str = "{}"
+    part_sizes: str = "[]"
 
     def matches(self, size: int, mtime_ns: int) -> bool:
         return self.size == size and self.mtime_ns == mtime_ns
@@ -75,6 +89,8 @@ class IndexRow:
             metadata=json.loads(self.metadata),
             headers=json.loads(self.headers),
             parts_count=self.parts_count,
+            tags=json.loads(self.tags),
+            part_sizes=json.loads(self.part_sizes),
         )
 
 
@@ -91,7 +107,27 @@ def row_for(info: ObjectInfo, mtime_ns: int) -> IndexRow:
         metadata=json.dumps(dict(info.metadata), sort_keys=True),
         headers=json.dumps(dict(info.headers), sort_keys=True),
         parts_count=info.parts_count,
+        tags=json.dumps(dict(info.tags), sort_keys=True),
+        part_sizes=json.dumps(list(info.part_sizes)),
     )
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """
+    Make the table, or add the columns an older version's table lacks. One immediate
+    transaction, so that processes opening the same old file at once add each column once.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_SCHEMA)
+        present = {row[1] for row in db.execute("PRAGMA table_info(objects)")}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE objects ADD COLUMN {name} {definition}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def md5_of_file(path: str) -> str:
@@ -134,7 +170,7 @@ class ObjectIndex:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=10000")
-            db.execute(_SCHEMA)
+            migrate(db)
             self._db = db
         return self._db
 
@@ -160,7 +196,7 @@ class ObjectIndex:
     def put(self, row: IndexRow) -> None:
         with self.lock:
             self._connect().execute(
-                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES ({_MARKS})",
                 (
                     row.key,
                     row.size,
@@ -170,6 +206,8 @@ class ObjectIndex:
                     row.metadata,
                     row.headers,
                     row.parts_count,
+                    row.tags,
+                    row.part_sizes,
                 ),
             )
 

@@ -8,37 +8,46 @@ watch the protocol's backpressure work.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from zope.interface import implementer
 
+from gateway.backends.conditions import check_condition
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
     BackendError,
     IBackend,
     IObjectReader,
     IObjectWriter,
+    IServerSideCopy,
     InvalidObjectKey,
     NoSuchObject,
     NoSuchUpload,
     ObjectKeyTooLong,
+    PreconditionNotMet,
     ReadOnlyConnection,
 )
 from gateway.listing import paginate
-from gateway.model import ListingPage, ObjectInfo, WriteMetadata
+from gateway.model import ByteRange, ListingPage, ObjectInfo, WriteCondition, WriteMetadata
+
+#: A writer's store step: (key, body, metadata, condition) to the stored info.
+Store = Callable[[str, bytes, WriteMetadata, Optional[WriteCondition]], ObjectInfo]
 
 #: S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 
 
-@implementer(IBackend)
+@implementer(IBackend, IServerSideCopy)
 class MemoryBackend:
     """
-    Objects in a dict.
+    Objects in a dict. Every method runs to its end on the reactor thread, so each write,
+    its condition included, is atomic without locks.
 
     :param read_only: refuse every write with L{ReadOnlyConnection}.
     :param clock: gives the objects' times, and with C{pause_every} resumes paused writers one
@@ -114,14 +123,24 @@ class MemoryBackend:
         except BackendError as e:
             return fail(e)
 
-        def store(_: str, body: bytes, metadata: WriteMetadata) -> ObjectInfo:
-            self.uploads.setdefault(upload_id, {})[part_number] = body
-            return ObjectInfo(f"{upload_id}/{part_number}", len(body), metadata.etag, self.now())
+        def store(
+            _: str, body: bytes, metadata: WriteMetadata, condition: Optional[WriteCondition]
+        ) -> ObjectInfo:
+            return self._store_part(upload_id, part_number, body, metadata.etag)
 
         return succeed(MemoryWriter(self, f"{upload_id}/{part_number}", store))
 
+    def _store_part(self, upload_id: str, part_number: int, body: bytes, etag: str) -> ObjectInfo:
+        self.uploads.setdefault(upload_id, {})[part_number] = body
+        return ObjectInfo(f"{upload_id}/{part_number}", len(body), etag, self.now())
+
     def complete_upload(
-        self, upload_id: str, key: str, parts: Sequence[Tuple[int, int]], metadata: WriteMetadata
+        self,
+        upload_id: str,
+        key: str,
+        parts: Sequence[Tuple[int, int]],
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
     ) -> "Deferred[ObjectInfo]":
         try:
             self._check_writable()
@@ -132,12 +151,77 @@ class MemoryBackend:
             for number, size in parts:
                 if number not in stored or len(stored[number]) != size:
                     raise BackendError(f"part {number} of {size} bytes is not stored")
+            body = b"".join(stored[number] for number, _ in parts)
+            sizes = [size for _, size in parts]
+            info = self._store_object(key, body, metadata, condition, len(parts), sizes)
         except BackendError as e:
             return fail(e)
-        body = b"".join(stored[number] for number, _ in parts)
-        info = self._store_object(key, body, metadata, parts_count=len(parts))
         del self.uploads[upload_id]
         return succeed(info)
+
+    def update_metadata(
+        self, key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
+        try:
+            self._check_writable()
+            if key not in self.objects:
+                raise NoSuchObject(key)
+            self._check_condition(key, condition)
+        except BackendError as e:
+            return fail(e)
+        body, current = self.objects[key]
+        info = evolve(
+            current,
+            last_modified=self.now(),
+            content_type=metadata.content_type,
+            metadata=metadata.metadata,
+            headers=metadata.headers,
+            tags=metadata.tags,
+        )
+        self.objects[key] = (body, info)
+        return succeed(info)
+
+    def copy_object(
+        self,
+        source_key: str,
+        key: str,
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
+    ) -> "Deferred[ObjectInfo]":
+        """
+        Copy as L{gateway.backends.localcopy.copy_object} does: the copy keeps the source's
+        ETag and part sizes.
+        """
+        try:
+            self._check_writable()
+            _check_key(key)
+            if source_key not in self.objects:
+                raise NoSuchObject(source_key)
+            body, source = self.objects[source_key]
+            metadata = evolve(metadata, etag=source.etag)
+            info = self._store_object(
+                key, body, metadata, condition, source.parts_count, source.part_sizes
+            )
+        except BackendError as e:
+            return fail(e)
+        return succeed(info)
+
+    def copy_part(
+        self, source_key: str, byte_range: Optional[ByteRange], upload_id: str, part_number: int
+    ) -> "Deferred[ObjectInfo]":
+        try:
+            self._check_writable()
+            if source_key not in self.objects:
+                raise NoSuchObject(source_key)
+            body = self.objects[source_key][0]
+            if byte_range is not None:
+                if byte_range.first < 0 or byte_range.last >= len(body):
+                    raise BackendError(f"the range is outside the {len(body)} bytes")
+                body = body[byte_range.first : byte_range.last + 1]
+        except BackendError as e:
+            return fail(e)
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return succeed(self._store_part(upload_id, part_number, body, etag))
 
     def abort_upload(self, upload_id: str) -> "Deferred[None]":
         try:
@@ -151,11 +235,22 @@ class MemoryBackend:
         if self.read_only:
             raise ReadOnlyConnection("the connection is read-only")
 
+    def _check_condition(self, key: str, condition: Optional[WriteCondition]) -> None:
+        exists = key in self.objects
+        check_condition(condition, key, exists, lambda: self.objects[key][1].etag)
+
     def _store_object(
-        self, key: str, body: bytes, metadata: WriteMetadata, parts_count: Optional[int] = None
+        self,
+        key: str,
+        body: bytes,
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition] = None,
+        parts_count: Optional[int] = None,
+        part_sizes: Sequence[int] = (),
     ) -> ObjectInfo:
         if key.endswith("/") and body:
             raise InvalidObjectKey(f"folder marker {key!r} must have an empty body")
+        self._check_condition(key, condition)
         info = ObjectInfo(
             key=key,
             size=len(body),
@@ -165,6 +260,8 @@ class MemoryBackend:
             metadata=metadata.metadata,
             headers=metadata.headers,
             parts_count=parts_count,
+            tags=metadata.tags,
+            part_sizes=part_sizes,
         )
         self.objects[key] = (body, info)
         return info
@@ -187,7 +284,7 @@ class MemoryWriter:
         self,
         backend: MemoryBackend,
         key: str,
-        store: Callable[[str, bytes, WriteMetadata], ObjectInfo],
+        store: Store,
     ) -> None:
         self.key = key
         self.chunks: List[bytes] = []
@@ -228,11 +325,16 @@ class MemoryWriter:
             if self.producer is not None:
                 self.producer.resumeProducing()
 
-    def commit(self, metadata: WriteMetadata) -> "Deferred[ObjectInfo]":
+    def commit(
+        self, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
+    ) -> "Deferred[ObjectInfo]":
         if self.aborted or self.committed:
             return fail(BackendError("the write is over"))
         try:
-            info = self._store(self.key, b"".join(self.chunks), metadata)
+            info = self._store(self.key, b"".join(self.chunks), metadata, condition)
+        except PreconditionNotMet as e:
+            self.abort()
+            return fail(e)
         except BackendError as e:
             return fail(e)
         self.committed = True

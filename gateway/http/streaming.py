@@ -95,6 +95,9 @@ class RequestBody:
             self._fail(self._failure)
         else:
             self._flush()
+            # Body held past the high-water mark before the consumer came paused the transport.
+            if not self._paused and not self._buffer:
+                self._resume_transport()
         return done
 
     def discard(self) -> None:

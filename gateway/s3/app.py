@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Awaitable, Callable, Dict, Optional
+from typing import Awaitable, Callable, Dict, Optional, Sequence
 
 from klein import Klein
 from twisted.internet.defer import CancelledError, ensureDeferred
@@ -24,12 +24,14 @@ from twisted.web.resource import IResource
 
 from gateway.backends import BackendRegistry
 from gateway.interfaces import BackendError, IMetadataStore
-from gateway.s3 import buckets, listings, multipart, objects, xml
+from gateway.s3 import batchdelete, buckets, copy, cors, listings, multipart, objects, tagging, xml
+from gateway.s3.addressing import locate
 from gateway.s3.auth import authenticate, request_facts
 from gateway.s3.buckets import BucketPolicy
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error, from_backend_error
-from gateway.s3.routing import operation_name, parse_path, parse_query
+from gateway.s3.cors import CorsPolicy
+from gateway.s3.routing import operation_name, parse_query
 
 Handler = Callable[[OperationContext], Awaitable[Optional[bytes]]]
 
@@ -45,6 +47,10 @@ class S3Gateway:
     :param backends: the backend of each connection.
     :param policy: region and bucket-creation settings.
     :param clock: the time source for signature expiry and skew.
+    :param base_domains: the domains under which ``<bucket>.<domain>`` hosts name buckets
+        (virtual-host-style addressing); path-style works on any host.
+    :param cors: the origins allowed per bucket.
+    :param allow_signature_v2: whether AWS Signature Version 2 is accepted.
     """
 
     app = Klein()
@@ -57,12 +63,18 @@ class S3Gateway:
         policy: BucketPolicy,
         clock: IReactorTime,
         access_log: Optional[Callable[..., None]] = None,
+        base_domains: Sequence[str] = (),
+        cors: CorsPolicy = CorsPolicy(),
+        allow_signature_v2: bool = True,
     ) -> None:
         self._store = store
         self._backends = backends
         self._policy = policy
         self._clock = clock
         self._access_log = access_log
+        self._base_domains = tuple(base_domains)
+        self._cors = cors
+        self._allow_signature_v2 = allow_signature_v2
         self._handlers: Dict[str, Handler] = self._make_handlers()
 
     def resource(self) -> IResource:
@@ -85,6 +97,12 @@ class S3Gateway:
             "HeadObject": objects.get_object,
             "PutObject": objects.put_object,
             "DeleteObject": objects.delete_object,
+            "DeleteObjects": batchdelete.delete_objects,
+            "GetObjectTagging": tagging.get_object_tagging,
+            "PutObjectTagging": tagging.put_object_tagging,
+            "DeleteObjectTagging": tagging.delete_object_tagging,
+            "CopyObject": lambda c: copy.copy_object(c, self._find_source),
+            "UploadPartCopy": lambda c: copy.upload_part_copy(c, store, self._find_source),
             "CreateMultipartUpload": lambda c: multipart.create_upload(c, store),
             "UploadPart": lambda c: multipart.upload_part(c, store),
             "CompleteMultipartUpload": lambda c: multipart.complete_upload(c, store),
@@ -110,13 +128,35 @@ class S3Gateway:
         resource = "/"
         try:
             facts = request_facts(request)
-            bucket, key = parse_path(facts.raw_path)
+            address = locate(facts.header("host"), facts.raw_path, self._base_domains)
+            bucket, key = address.bucket, address.key
             entry["bucket"], entry["key"] = bucket, key
             resource = "/" + bucket + ("/" + key if key else "") if bucket else "/"
+            origin = facts.header("origin")
+            cors.decorate(request, self._cors, bucket, origin)
+            if facts.method == "OPTIONS":
+                entry["operation"] = "PreflightCORS"
+                return cors.preflight(
+                    request,
+                    self._cors,
+                    bucket,
+                    origin,
+                    facts.header("access-control-request-method"),
+                    facts.header("access-control-request-headers"),
+                )
             query = parse_query(facts.raw_query)
-            operation = operation_name(facts.method, bucket, key, query)
+            operation = operation_name(
+                facts.method, bucket, key, query, "x-amz-copy-source" in facts.headers
+            )
             entry["operation"] = operation
-            caller = await authenticate(facts, self._store, self._clock.seconds())
+            caller = await authenticate(
+                facts,
+                self._store,
+                self._clock.seconds(),
+                bucket,
+                address.virtual_host,
+                self._allow_signature_v2,
+            )
             entry["access_key_id"] = caller.access_key_id
             context = OperationContext(request, facts, caller, bucket, key, query)
             if bucket:
@@ -150,6 +190,15 @@ class S3Gateway:
             )
         context.connection = connection
         context.backend = self._backends.backend_for(connection)
+
+    async def _find_source(self, user: str, bucket: str):  # type: ignore[no-untyped-def]
+        """
+        The backend of a copy source's bucket, which must be one of the caller's.
+        """
+        connection = await self._store.get_connection(user, bucket)
+        if connection is None:
+            raise S3Error("NoSuchBucket", "The specified bucket does not exist", BucketName=bucket)
+        return self._backends.backend_for(connection)
 
     def _render_error(
         self, request: IRequest, error: S3Error, resource: str, request_id: str

@@ -14,6 +14,7 @@ from twisted.web.iweb import IRequest
 
 from gateway.interfaces import IMetadataStore
 from gateway.s3.errors import S3Error
+from gateway.s3.sigv2 import parse_v2
 from gateway.s3.sigv4 import RequestFacts, VerifiedSignature, parse_v4
 
 
@@ -22,13 +23,15 @@ class Caller:
     """
     An authenticated caller.
 
+    :ivar signature: the checked Version 4 signature (its signing key verifies aws-chunked
+        bodies), or C{None} for a Version 2 signature, which never covers the payload.
     :ivar payload_hash: the request's declared payload hash (a hex SHA-256, ``UNSIGNED-PAYLOAD``
         or one of the ``STREAMING-...`` forms), which decides how the body is read.
     """
 
     user: str
     access_key_id: str
-    signature: VerifiedSignature
+    signature: Optional[VerifiedSignature]
     payload_hash: str
 
 
@@ -55,30 +58,50 @@ def _uses_signature_v2(facts: RequestFacts) -> bool:
     return authorization.startswith("AWS ") or b"Signature=" in facts.raw_query
 
 
-async def authenticate(facts: RequestFacts, store: IMetadataStore, now: float) -> Caller:
+async def authenticate(
+    facts: RequestFacts,
+    store: IMetadataStore,
+    now: float,
+    bucket: str = "",
+    virtual_host: bool = False,
+    allow_signature_v2: bool = True,
+) -> Caller:
     """
-    Check the request's AWS Signature Version 4.
+    Check the request's AWS signature: Version 4, or Version 2 where allowed.
 
+    :param bucket: the addressed bucket, and C{virtual_host} whether the Host named it: a
+        Version 2 signature covers the bucket in its canonical resource either way.
     :raise S3Error: AccessDenied for an anonymous request, InvalidAccessKeyId for an unknown
         key, SignatureDoesNotMatch, RequestTimeTooSkewed, or an expired presigned URL.
     """
     signature = parse_v4(facts)
-    if signature is None:
-        if _uses_signature_v2(facts):
+    if signature is not None:
+        key = await _key(store, signature.access_key_id)
+        verified = signature.verify(facts, key.secret_access_key, now)
+        return Caller(key.user, key.access_key_id, verified, signature.payload_hash)
+    if _uses_signature_v2(facts):
+        if not allow_signature_v2:
             raise S3Error(
-                "NotImplemented",
-                "AWS Signature Version 2 is not supported; sign requests with Version 4.",
+                "AccessDenied",
+                "AWS Signature Version 2 is switched off here; sign requests with Version 4.",
             )
-        raise S3Error("AccessDenied", "Access Denied")
-    key = await store.get_key(signature.access_key_id)
+        signature_v2 = parse_v2(facts, bucket, virtual_host)
+        if signature_v2 is not None:
+            key = await _key(store, signature_v2.access_key_id)
+            checked = signature_v2.verify(facts, key.secret_access_key, now)
+            return Caller(key.user, key.access_key_id, None, checked.payload_hash)
+    raise S3Error("AccessDenied", "Access Denied")
+
+
+async def _key(store: IMetadataStore, access_key_id: str):  # type: ignore[no-untyped-def]
+    key = await store.get_key(access_key_id)
     if key is None:
         raise S3Error(
             "InvalidAccessKeyId",
             "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=signature.access_key_id,
+            AWSAccessKeyId=access_key_id,
         )
-    verified = signature.verify(facts, key.secret_access_key, now)
-    return Caller(key.user, key.access_key_id, verified, signature.payload_hash)
+    return key
 
 
 def owner_id(user: str) -> str:

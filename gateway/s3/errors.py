@@ -31,6 +31,10 @@ STATUS: Dict[str, int] = {
     "InvalidDigest": 400,
     "InvalidPart": 400,
     "InvalidPartOrder": 400,
+    "InvalidPartNumber": 416,
+    "InvalidTag": 400,
+    "InvalidURI": 400,
+    "AccessForbidden": 403,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
@@ -95,6 +99,12 @@ def from_backend_error(error: interfaces.BackendError, key: str = "") -> S3Error
             "NoSuchUpload",
             "The specified upload does not exist. The upload ID may be invalid, or the upload "
             "may have been aborted or completed.",
+        )
+    if isinstance(error, interfaces.PreconditionNotMet):
+        return S3Error(
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            Condition=message or "If-None-Match",
         )
     if isinstance(error, interfaces.BackendUnavailable):
         return S3Error("ServiceUnavailable", message or "The storage is unavailable.")

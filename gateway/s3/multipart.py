@@ -17,12 +17,14 @@ from typing import List, Optional, Tuple
 from gateway.interfaces import IMetadataStore
 from gateway.model import MultipartUpload, UploadedPart, WriteMetadata
 from gateway.s3 import xml
+from gateway.s3.conditions import check_early, write_condition
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
 from gateway.s3.listings import owner_node
 from gateway.s3.objects import backend_of, refuse_unsupported_headers, stored_headers, user_metadata
 from gateway.s3.responses import empty, quoted_etag, xml_body
 from gateway.s3.smallbody import collect_body
+from gateway.s3.tagging import tags_from_header
 from gateway.s3.upload import receive_body
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -70,6 +72,7 @@ async def create_upload(context: OperationContext, store: IMetadataStore) -> byt
             content_type=context.header("content-type") or "binary/octet-stream",
             metadata=user_metadata(context),
             headers=stored_headers(context),
+            tags=tags_from_header(context.header("x-amz-tagging")),
         )
     )
     return xml_body(
@@ -201,6 +204,8 @@ async def complete_upload(context: OperationContext, store: IMetadataStore) -> b
     refuse_unsupported_headers(context)
     upload = await find_upload(context, store)
     refuse_read_only(context)
+    condition = write_condition(context)
+    await check_early(backend_of(context), upload.key, condition)
     requested = parse_part_list(await collect_body(context, MAX_COMPLETE_BODY))
     uploaded, _ = await store.list_parts(upload.upload_id)
     chosen = check_parts(requested, list(uploaded))
@@ -209,9 +214,11 @@ async def complete_upload(context: OperationContext, store: IMetadataStore) -> b
         content_type=upload.content_type,
         metadata=upload.metadata,
         headers=upload.headers,
+        tags=upload.tags,
     )
     info = await backend_of(context).complete_upload(
-        upload.upload_id, upload.key, [(p.part_number, p.size) for p in chosen], metadata
+        upload.upload_id, upload.key, [(p.part_number, p.size) for p in chosen], metadata,
+        condition,
     )
     await store.delete_upload(upload.upload_id)
     host = context.header("host") or "localhost"

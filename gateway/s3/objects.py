@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from gateway.interfaces import IBackend
+from attrs import evolve
 from twisted.web.http import datetimeToString
 
-from gateway.model import ObjectInfo, WriteMetadata
+from gateway.model import ByteRange, ObjectInfo, WriteMetadata
 from gateway.s3.context import OperationContext
+from gateway.s3.conditions import check_early, write_condition
 from gateway.s3.errors import S3Error
+from gateway.s3.tagging import tags_from_header
 from gateway.s3.preconditions import NOT_MODIFIED, check_read_preconditions
 from gateway.s3.ranges import UnsatisfiableRange, content_range, parse_range
 from gateway.s3.responses import empty, object_headers, quoted_etag
@@ -51,6 +54,7 @@ def write_metadata(context: OperationContext, etag: str) -> WriteMetadata:
         content_type=context.header("content-type") or "binary/octet-stream",
         metadata=user_metadata(context),
         headers=stored_headers(context),
+        tags=tags_from_header(context.header("x-amz-tagging")),
     )
 
 
@@ -86,19 +90,23 @@ def refuse_unsupported_headers(context: OperationContext) -> None:
         "x-amz-server-side-encryption",
         "x-amz-server-side-encryption-customer-algorithm",
         "x-amz-object-lock-mode",
+        "x-amz-object-lock-retain-until-date",
+        "x-amz-object-lock-legal-hold",
         "x-amz-website-redirect-location",
+        "x-amz-grant-full-control",
+        "x-amz-grant-read",
+        "x-amz-grant-read-acp",
+        "x-amz-grant-write-acp",
     ):
         if context.header(name) is not None:
             raise S3Error("NotImplemented", f"The {name} header is not supported.")
-    for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"):
-        if context.header(name) is not None and context.request.method in (b"PUT", b"POST"):
-            raise S3Error("NotImplemented", "Conditional writes are not supported yet.")
+    acl = context.header("x-amz-acl")
+    if acl is not None and acl not in ("private", "bucket-owner-full-control"):
+        raise S3Error("NotImplemented", "Only the private canned ACL is supported.")
 
 
 async def get_object(context: OperationContext) -> Optional[bytes]:
     request = context.request
-    if "partNumber" in context.query:
-        raise S3Error("NotImplemented", "GetObject by partNumber is not supported yet.")
     reader = await backend_of(context).open(context.key)
     info = reader.info
     try:
@@ -109,15 +117,14 @@ async def get_object(context: OperationContext) -> Optional[bytes]:
         reader.close()
         raise
     try:
-        byte_range = parse_range(context.header("range"), info.size)
-    except UnsatisfiableRange:
+        byte_range = requested_range(context, info)
+    except S3Error:
         reader.close()
-        raise S3Error(
-            "InvalidRange",
-            "The requested range is not satisfiable",
-            ActualObjectSize=str(info.size),
-            RangeRequested=context.header("range") or "",
-        )
+        raise
+    if info.parts_count and "partNumber" in context.query:
+        request.setHeader(b"x-amz-mp-parts-count", b"%d" % (info.parts_count,))
+    if info.tags:
+        request.setHeader(b"x-amz-tagging-count", b"%d" % (len(info.tags),))
     if byte_range is None:
         object_headers(request, info)
         request.setResponseCode(200)
@@ -136,6 +143,41 @@ async def get_object(context: OperationContext) -> Optional[bytes]:
     return None
 
 
+def requested_range(context: OperationContext, info: ObjectInfo) -> Optional[ByteRange]:
+    """
+    The bytes a GET or HEAD asks for: a ``Range`` header or a ``partNumber``.
+    """
+    if "partNumber" in context.query:
+        if context.header("range") is not None:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber.")
+        return part_range(context.query["partNumber"], info)
+    try:
+        return parse_range(context.header("range"), info.size)
+    except UnsatisfiableRange:
+        raise S3Error(
+            "InvalidRange",
+            "The requested range is not satisfiable",
+            ActualObjectSize=str(info.size),
+            RangeRequested=context.header("range") or "",
+        )
+
+
+def part_range(text: str, info: ObjectInfo) -> Optional[ByteRange]:
+    """
+    The bytes of part C{text} of an object: a single-part object has one part, the whole.
+    """
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive")
+    number = int(text)
+    sizes = info.part_sizes or (info.size,)
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable")
+    first = sum(sizes[: number - 1])
+    if sizes[number - 1] == 0:
+        return None
+    return ByteRange(first, first + sizes[number - 1] - 1)
+
+
 def not_modified(request, info: ObjectInfo) -> bytes:  # type: ignore[no-untyped-def]
     """
     A 304 answer: the validators only, no body (RFC 9110 section 15.4.5).
@@ -148,13 +190,12 @@ def not_modified(request, info: ObjectInfo) -> bytes:  # type: ignore[no-untyped
 
 async def put_object(context: OperationContext) -> bytes:
     refuse_unsupported_headers(context)
-    if context.header("x-amz-copy-source") is not None:
-        raise S3Error("NotImplemented", "CopyObject is not supported yet.")
-    if context.header("x-amz-tagging") is not None:
-        raise S3Error("NotImplemented", "Object tagging is not supported yet.")
     backend = backend_of(context)
     if backend.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
+    condition = write_condition(context)
+    metadata = write_metadata(context, "")
+    await check_early(backend, context.key, condition)
     writer = await backend.start_write(context.key)
     try:
         digests = await receive_body(
@@ -164,7 +205,7 @@ async def put_object(context: OperationContext) -> bytes:
             context.caller.payload_hash,
             context.caller.signature,
         )
-        info = await writer.commit(write_metadata(context, digests.md5_hex))
+        info = await writer.commit(evolve(metadata, etag=digests.md5_hex), condition)
     except BaseException:
         await writer.abort()
         raise

@@ -33,9 +33,9 @@ def parse_range(header: Optional[str], size: int) -> Optional[ByteRange]:
         return None
     first_text, dash, last_text = spec.strip().partition("-")
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not dash or not (first_text.isdigit() or first_text == ""):
+    if not dash or not (_is_number(first_text) or first_text == ""):
         return None
-    if last_text and not last_text.isdigit():
+    if last_text and not _is_number(last_text):
         return None
     if first_text == "":
         if not last_text:
@@ -51,6 +51,11 @@ def parse_range(header: Optional[str], size: int) -> Optional[ByteRange]:
     if last < first:
         return None
     return ByteRange(first, last)
+
+
+def _is_number(text: str) -> bool:
+    # str.isdigit also accepts "\u00b2" and other non-ASCII digits, which int() refuses or reads.
+    return text.isascii() and text.isdigit()
 
 
 def content_range(byte_range: ByteRange, size: int) -> str:

@@ -16,7 +16,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
-        "replication", "requestPayment", "restore", "retention", "select", "tagging",
+        "replication", "requestPayment", "restore", "retention", "select",
         "torrent", "website", "session", "renameObject",
     }
 )
@@ -52,7 +52,7 @@ def parse_query(raw_query: bytes) -> Dict[str, str]:
 
 
 def operation_name(
-    method: str, bucket: str, key: str, query: Mapping[str, str]
+    method: str, bucket: str, key: str, query: Mapping[str, str], copy_source: bool = False
 ) -> str:
     """
     The S3 operation of a request, e.g. ``"PutObject"``.
@@ -63,13 +63,18 @@ def operation_name(
     for name in query:
         if name in UNSUPPORTED_SUBRESOURCES or name == "acl" and (key or method != "GET"):
             raise S3Error("NotImplemented", f"The {name} sub-resource is not supported.")
+    if "tagging" in query and not key:
+        raise S3Error("NotImplemented", "Bucket tagging is not supported.")
     if not bucket:
         if method == "GET":
             return "ListBuckets"
         raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
     if not key:
         return _bucket_operation(method, query)
-    return _object_operation(method, query)
+    operation = _object_operation(method, query)
+    if copy_source and operation in ("PutObject", "UploadPart"):
+        return "CopyObject" if operation == "PutObject" else "UploadPartCopy"
+    return operation
 
 
 def _bucket_operation(method: str, query: Mapping[str, str]) -> str:
@@ -95,12 +100,25 @@ def _bucket_operation(method: str, query: Mapping[str, str]) -> str:
     if method == "DELETE":
         return "DeleteBucket"
     if method == "POST" and "delete" in query:
-        raise S3Error("NotImplemented", "DeleteObjects is not supported yet.")
+        return "DeleteObjects"
+    if method == "POST":
+        raise S3Error("NotImplemented", "POST object uploads are not supported.")
     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
 
 
 def _object_operation(method: str, query: Mapping[str, str]) -> str:
     upload_id: Optional[str] = query.get("uploadId")
+    if "tagging" in query:
+        operation = {
+            "GET": "GetObjectTagging",
+            "PUT": "PutObjectTagging",
+            "DELETE": "DeleteObjectTagging",
+        }.get(method)
+        if operation is None:
+            raise S3Error(
+                "MethodNotAllowed", "The specified method is not allowed against this resource."
+            )
+        return operation
     if method in ("GET", "HEAD"):
         if upload_id is not None and method == "GET":
             return "ListParts"

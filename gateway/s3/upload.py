@@ -109,7 +109,9 @@ def header(headers: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
 
 
 def make_decoder(
-    headers: Mapping[str, Sequence[str]], payload_hash: str, signature: VerifiedSignature
+    headers: Mapping[str, Sequence[str]],
+    payload_hash: str,
+    signature: Optional[VerifiedSignature],
 ) -> Optional[AwsChunkedDecoder]:
     """
     The aws-chunked decoder that the declared payload hash calls for, or C{None}.
@@ -130,7 +132,7 @@ async def receive_body(
     writer: IObjectWriter,
     headers: Mapping[str, Sequence[str]],
     payload_hash: str,
-    signature: VerifiedSignature,
+    signature: Optional[VerifiedSignature],
     max_size: int = MAX_PUT_SIZE,
 ) -> BodyDigests:
     """

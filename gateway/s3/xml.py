@@ -64,9 +64,10 @@ def render(node: Node, namespace: Optional[str] = NAMESPACE) -> bytes:
     root = _build(None, node)
     if namespace:
         root.set("xmlns", namespace)
+    # A carriage return must travel as a reference, or parsers read it back as a line feed.
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(
         root, encoding="utf-8", xml_declaration=False
-    )
+    ).replace(b"\r", b"&#13;")
 
 
 def error_document(
@@ -82,16 +83,32 @@ def error_document(
     return render(("Error", children), namespace=None)
 
 
+class _DoctypeRefused(Exception):
+    pass
+
+
+class _TreeWithoutDoctype(ElementTree.TreeBuilder):
+    """
+    A tree builder that refuses any document type declaration, wherever expat meets it (a
+    UTF-16 document hides the bytes ``<!DOCTYPE`` from a plain search).
+    """
+
+    def doctype(self, name: str, pubid: Optional[str], system: Optional[str]) -> None:
+        raise _DoctypeRefused()
+
+
 def parse(body: bytes, root_tag: str) -> ElementTree.Element:
     """
     Parse a request document whose root must be C{root_tag} (namespace optional).
 
     :raise S3Error: MalformedXML for anything that is not such a document.
     """
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise S3Error("MalformedXML", "Document type declarations are not accepted.")
+    parser = ElementTree.XMLParser(target=_TreeWithoutDoctype())
     try:
-        root = ElementTree.fromstring(body)
+        parser.feed(body)
+        root = parser.close()
+    except _DoctypeRefused:
+        raise S3Error("MalformedXML", "Document type declarations are not accepted.")
     except ElementTree.ParseError:
         raise S3Error(
             "MalformedXML",

@@ -101,6 +101,13 @@ MIGRATIONS: Tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=2,
+        description="tag sets of multipart uploads (x-amz-tagging on CreateMultipartUpload)",
+        statements=(
+            "ALTER TABLE multipart_uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'",
+        ),
+    ),
 )
 
 

@@ -275,7 +275,9 @@ def remove_connection(connection: sqlite3.Connection, user: str, bucket: str) ->
 
 # Multipart uploads.
 
-_UPLOAD_COLUMNS = 'upload_id, user, bucket, "key", initiated, content_type, metadata, headers'
+_UPLOAD_COLUMNS = (
+    'upload_id, user, bucket, "key", initiated, content_type, metadata, headers, tags'
+)
 
 
 def _upload(row: Tuple[Any, ...]) -> MultipartUpload:
@@ -288,6 +290,7 @@ def _upload(row: Tuple[Any, ...]) -> MultipartUpload:
         content_type=row[5],
         metadata=json.loads(row[6]),
         headers=json.loads(row[7]),
+        tags=json.loads(row[8]),
     )
 
 
@@ -296,7 +299,7 @@ def create_upload(connection: sqlite3.Connection, upload: MultipartUpload) -> Mu
     if _exists(connection, "SELECT 1 FROM multipart_uploads WHERE upload_id = ?", upload.upload_id):
         raise ValueError(f"upload {upload.upload_id!r} exists")
     connection.execute(
-        f"INSERT INTO multipart_uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO multipart_uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             upload.upload_id,
             upload.user,
@@ -306,6 +309,7 @@ def create_upload(connection: sqlite3.Connection, upload: MultipartUpload) -> Mu
             upload.content_type,
             json.dumps(dict(upload.metadata), sort_keys=True),
             json.dumps(dict(upload.headers), sort_keys=True),
+            json.dumps(dict(upload.tags), sort_keys=True),
         ),
     )
     return upload

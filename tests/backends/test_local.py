@@ -28,6 +28,7 @@ from gateway.interfaces import (
 )
 from gateway.model import WriteMetadata
 from tests.backends.contract import BackendContract, get, metadata_for, names, put, refused
+from tests.backends.contract_copy import ServerSideCopyContract
 
 
 def _reactor():  # type: ignore[no-untyped-def]
@@ -44,7 +45,7 @@ def make(tmp_path, read_only: bool = False) -> LocalBackend:  # type: ignore[no-
     )
 
 
-class TestLocalContract(BackendContract):
+class TestLocalContract(BackendContract, ServerSideCopyContract):
     @pytest.fixture
     def backend(self, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
         return make(tmp_path)

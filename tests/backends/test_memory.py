@@ -15,9 +15,10 @@ from zope.interface import implementer
 from gateway.backends.memory import MemoryBackend
 from gateway.model import WriteMetadata
 from tests.backends.contract import BackendContract, Consumer, get, put
+from tests.backends.contract_copy import ServerSideCopyContract
 
 
-class TestMemoryContract(BackendContract):
+class TestMemoryContract(BackendContract, ServerSideCopyContract):
     @pytest.fixture
     def backend(self) -> MemoryBackend:
         return MemoryBackend()

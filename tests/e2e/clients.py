@@ -139,6 +139,7 @@ class Daemon:
     port: int = field(factory=free_port)
     extra_args: Tuple[str, ...] = ()
     region: str = "us-east-1"
+    extra_env: Mapping[str, str] = field(factory=dict)
     process: Optional["subprocess.Popen[bytes]"] = None
 
     @property
@@ -152,6 +153,7 @@ class Daemon:
                 "PYTHONPATH": str(REPO_ROOT),
                 "S3GW_ACCESS_KEY": self.access_key,
                 "S3GW_SECRET_KEY": self.secret_key,
+                **self.extra_env,
             },
         )
 
@@ -320,6 +322,8 @@ class S3cmd:
             "signature_v2 = False\n"
             "check_ssl_certificate = False\n"
             "progress_meter = False\n"
+            "max_retries = 2\n"
+            "socket_timeout = 30\n"
         )
         return cls(config=config, env=base_env(home))
 

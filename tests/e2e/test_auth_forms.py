@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import os
 import socket
 import time
@@ -440,6 +441,33 @@ def test_disconnect_mid_upload(gateway: Daemon, s3, signer: Signer, bucket: Buck
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket.name, Key="fresh")
     assert [p.name for p in bucket.path.iterdir() if p.name != ".s3gateway"] == ["previous"]
+
+
+def test_streamed_uploads_do_not_stall(gateway: Daemon, signer: Signer, bucket: Bucket) -> None:
+    """
+    Uploads sent in 64 KiB writes, one after the other on fresh connections, each complete
+    promptly (a paused transport that is never resumed shows up here as a timeout).
+    """
+    body = os.urandom(5 * MiB)
+    for attempt in range(8):
+        for payload_hash in (hashlib.sha256(body).hexdigest(), "UNSIGNED-PAYLOAD"):
+            path = f"/{bucket.name}/streamed-{attempt}"
+            headers, _ = signer.sign(
+                "PUT", path, {"host": f"127.0.0.1:{gateway.port}"}, payload_hash
+            )
+            conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+            try:
+                conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    conn.putheader(name, value)
+                conn.endheaders()
+                for offset in range(0, len(body), 64 * KiB):
+                    conn.send(body[offset : offset + 64 * KiB])
+                response = conn.getresponse()
+                assert response.status == 200, response.read()
+                assert response.getheader("ETag") == md5_etag(body)
+            finally:
+                conn.close()
 
 
 # Operator surface seen from the log

@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 from tests.e2e.clients import AwsCli, multipart_etag, tree_bytes
 from tests.e2e.conftest import Bucket

@@ -1,0 +1,162 @@
+"""
+The listening socket of a gateway with several workers.
+
+With ``--workers N`` (N > 1) the supervisor owns the listening socket and its workers adopt it
+(L{twisted.internet.interfaces.IReactorSocket.adoptStreamPort}), so the endpoint string cannot
+go through L{twisted.internet.endpoints.serverFromString}, which would start accepting in the
+supervisor. L{parse_listen} reads the endpoint types that can be shared this way and refuses the
+others with a message that says what to use instead; L{open_listening_socket} makes the socket.
+
+Supported: ``tcp:PORT[:interface=ADDR][:backlog=N]``, ``tcp6:...`` (the same) and
+``systemd:domain=INET|INET6:index=I``. Not supported with workers: ``ssl:`` (each worker would
+need its own TLS wrapping) and ``unix:`` (an adopted UNIX port removes the socket's path when one
+worker stops, cutting off the others).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Dict, List, Optional, Tuple
+
+from attrs import frozen
+from twisted.internet.abstract import isIPv6Address
+
+#: Twisted's listen backlog, used when the endpoint names none, as in the single-process gateway.
+DEFAULT_BACKLOG = 50
+
+#: The first file descriptor systemd passes (``SD_LISTEN_FDS_START``).
+SYSTEMD_FIRST_FD = 3
+
+
+class UnsupportedEndpoint(ValueError):
+    """
+    The endpoint string cannot be shared by worker processes; the message says why.
+    """
+
+
+@frozen
+class ListenSpec:
+    """
+    Where the workers' shared socket listens.
+
+    :ivar family: C{socket.AF_INET} or C{socket.AF_INET6}.
+    :ivar interface: the address to bind (C{""} for every interface); unused for systemd.
+    :ivar port: the TCP port (0 for any); unused for systemd.
+    :ivar backlog: the listen backlog.
+    :ivar inherited_fd: the descriptor systemd passed, or C{None} to bind a new socket.
+    """
+
+    family: int
+    interface: str = ""
+    port: int = 0
+    backlog: int = DEFAULT_BACKLOG
+    inherited_fd: Optional[int] = None
+
+
+def split_endpoint(description: str) -> Tuple[str, List[str], Dict[str, str]]:
+    """
+    Split a Twisted endpoint string into its type, positional and keyword arguments, honouring
+    backslash escapes (``interface=\\:\\:1``) as L{serverFromString} does.
+    """
+    parts: List[str] = []
+    current: List[str] = []
+    characters = iter(description)
+    for character in characters:
+        if character == "\\":
+            current.append(next(characters, ""))
+        elif character == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    kind, arguments = parts[0], parts[1:]
+    positional: List[str] = []
+    keywords: Dict[str, str] = {}
+    for argument in arguments:
+        name, equals, value = argument.partition("=")
+        if equals:
+            keywords[name] = value
+        else:
+            positional.append(argument)
+    return kind, positional, keywords
+
+
+def parse_listen(description: str) -> ListenSpec:
+    """
+    The socket that workers can share for the endpoint string C{description}.
+
+    :raise UnsupportedEndpoint: for any other endpoint type, or a malformed one.
+    """
+    kind, positional, keywords = split_endpoint(description)
+    if kind in ("tcp", "tcp6"):
+        return _parse_tcp(kind, positional, keywords, description)
+    if kind == "systemd":
+        return _parse_systemd(keywords, description)
+    raise UnsupportedEndpoint(
+        f"--workers above 1 cannot share the endpoint {description!r}: only tcp:, tcp6: and "
+        "systemd: (domain INET or INET6) endpoints can be; for TLS put a TLS proxy in front of "
+        "a tcp: endpoint, or run one worker"
+    )
+
+
+def _parse_tcp(
+    kind: str, positional: List[str], keywords: Dict[str, str], description: str
+) -> ListenSpec:
+    names = ("port", "interface", "backlog")
+    values = dict(zip(names, positional))
+    values.update(keywords)
+    unknown = set(values) - set(names)
+    if unknown or "port" not in values:
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    try:
+        port = int(values["port"])
+        backlog = int(values.get("backlog", DEFAULT_BACKLOG))
+    except ValueError:
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    interface = values.get("interface", "")
+    if kind == "tcp6":
+        family = socket.AF_INET6
+        interface = interface or "::"
+    else:
+        family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    return ListenSpec(family=family, interface=interface, port=port, backlog=backlog)
+
+
+def _parse_systemd(keywords: Dict[str, str], description: str) -> ListenSpec:
+    families = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
+    domain = keywords.get("domain", "")
+    if domain not in families or "index" not in keywords:
+        raise UnsupportedEndpoint(
+            f"--workers above 1 can share systemd: endpoints with domain=INET or domain=INET6 "
+            f"and an index=, not {description!r}"
+        )
+    try:
+        index = int(keywords["index"])
+    except ValueError:
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    return ListenSpec(family=families[domain], inherited_fd=SYSTEMD_FIRST_FD + index)
+
+
+def open_listening_socket(spec: ListenSpec) -> socket.socket:
+    """
+    A non-blocking listening socket for C{spec}: bound and listening like Twisted's
+    C{listenTCP} (``SO_REUSEADDR``, close-on-exec), or systemd's inherited one.
+
+    The socket is non-blocking because adopting processes require it; the flag belongs to the
+    socket, not the descriptor, so every worker's copy shares it.
+    """
+    if spec.inherited_fd is not None:
+        listening = socket.socket(fileno=os.dup(spec.inherited_fd))
+    else:
+        listening = socket.socket(spec.family, socket.SOCK_STREAM)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((spec.interface, spec.port))
+            listening.listen(spec.backlog)
+        except BaseException:
+            listening.close()
+            raise
+    listening.setblocking(False)
+    return listening

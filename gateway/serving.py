@@ -1,0 +1,48 @@
+"""
+What every serving process builds: the metadata store and the HTTP site on top of it.
+
+The single-process gateway (L{gateway.tap.GatewayService}) and each worker process
+(L{gateway.worker}) call these same two functions, so a worker serves exactly the site that one
+process would.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+from twisted.internet.defer import Deferred
+
+from gateway.accesslog import log_access
+from gateway.backends import BackendRegistry
+from gateway.http.streaming import StreamingSite
+from gateway.s3.app import S3Gateway
+from gateway.s3.buckets import BucketPolicy
+from gateway.store.sqlite import DATABASE_FILENAME, SQLiteStore, open_sqlite_store
+
+
+def open_store(data_dir: str, reactor: Any) -> "Deferred[SQLiteStore]":
+    """
+    Open the metadata store of the data directory C{data_dir}, making the directory (mode 0700)
+    if it is missing.
+    """
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    return open_sqlite_store(os.path.join(data_dir, DATABASE_FILENAME), reactor)
+
+
+def build_site(store: Any, settings: Mapping[str, Optional[object]], reactor: Any) -> StreamingSite:
+    """
+    The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region} and
+    C{create_bucket_root} (see L{gateway.config.DEFAULTS}).
+    """
+    gateway = S3Gateway(
+        store,
+        BackendRegistry(str(settings["data"]), reactor),
+        BucketPolicy(settings["region"], settings["create_bucket_root"]),
+        reactor,
+        access_log=log_access,
+    )
+    site = StreamingSite(gateway.resource())
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

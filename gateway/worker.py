@@ -1,0 +1,204 @@
+"""
+One worker process of a gateway with ``--workers N``: ``python -m gateway.worker``.
+
+The supervisor (L{gateway.workers}) has bound the listening socket and passes it as a file
+descriptor; the worker opens the metadata store, builds the same site as a single-process gateway
+(L{gateway.serving.build_site}) and adopts the socket. Its log events go to standard output as
+JSON lines, which the supervisor relays into its own log.
+
+On SIGTERM (or when its supervisor is gone) it stops accepting, lets the requests in flight
+finish (L{gateway.drain}), closes the store and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import signal
+import sys
+from typing import Any, Dict, List, Optional
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogBeginner,
+    jsonFileLogObserver,
+)
+from twisted.python.reflect import safe_str
+from zope.interface import provider
+
+from gateway.drain import ConnectionTracker, drain
+from gateway.serving import build_site, open_store
+
+#: How long a stopping worker waits for requests in flight, in seconds.
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+#: How often a worker checks that its supervisor is still there, in seconds.
+PARENT_CHECK_INTERVAL = 1.0
+
+_log = Logger(namespace="gateway.worker")
+
+
+def parse_arguments(argv: List[str]) -> argparse.Namespace:
+    """
+    The worker's command line, as L{gateway.workers.worker_argv} writes it.
+    """
+    parser = argparse.ArgumentParser(prog="python -m gateway.worker")
+    parser.add_argument("--fd", type=int, required=True, help="the listening socket")
+    parser.add_argument("--family", type=int, required=True, help="its address family")
+    parser.add_argument("--settings", type=json.loads, required=True, help="settings, as JSON")
+    parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
+    return parser.parse_args(argv)
+
+
+class Worker:
+    """
+    The serving life of one worker: start, serve, drain, stop.
+    """
+
+    def __init__(self, reactor: Any, arguments: argparse.Namespace) -> None:
+        self.reactor = reactor
+        self.arguments = arguments
+        self.store: Optional[Any] = None
+        self.port: Optional[Any] = None
+        self.tracker: Optional[ConnectionTracker] = None
+
+    async def start(self) -> None:
+        """
+        Open the store, then adopt the listening socket and serve it.
+        """
+        settings = self.arguments.settings
+        self.store = await open_store(settings["data"], self.reactor)
+        self.tracker = ConnectionTracker(build_site(self.store, settings, self.reactor))
+        self.port = self.reactor.adoptStreamPort(
+            self.arguments.fd, self.arguments.family, self.tracker
+        )
+        # The port holds its own duplicate; closing ours lets the socket close with the port.
+        os.close(self.arguments.fd)
+        _log.info("worker {pid} serving", pid=os.getpid())
+
+    async def stop(self) -> None:
+        """
+        Stop accepting, wait for the requests in flight (at most the drain timeout), close the
+        store.
+        """
+        if self.port is not None:
+            await self.port.stopListening()
+        if self.tracker is not None:
+            busy = len(self.tracker.open_channels())
+            if busy:
+                _log.info("worker {pid} draining {count} connection(s)", pid=os.getpid(),
+                          count=busy)
+            await drain(self.tracker, self.reactor, self.arguments.drain_timeout)
+        if self.store is not None:
+            await self.store.close()
+        _log.info("worker {pid} stopped", pid=os.getpid())
+
+
+def log_to_stdout() -> None:
+    """
+    Send every log event of level info and above to standard output as one JSON object per line,
+    and turn stray writes to C{sys.stdout}/C{sys.stderr} into log events, so that the pipe to the
+    supervisor carries only JSON.
+    """
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    to_json = jsonFileLogObserver(sys.stdout, recordSeparator="")
+
+    @provider(ILogObserver)
+    def observer(event: Dict[str, Any]) -> None:
+        to_json(portable_event(event))
+
+    filtered = FilteringLogObserver(observer, [predicate])
+    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=True)
+
+
+def portable_event(event: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    C{event}, with the exception of its failure (if any) replaced by the exception's text: JSON
+    cannot carry the exception object, and the supervisor's log should still say what it was.
+    """
+    failure = event.get("log_failure")
+    if failure is None or isinstance(getattr(failure, "value", None), str):
+        return event
+    portable = copy.copy(failure)
+    portable.value = safe_str(failure.value)
+    return dict(event, log_failure=portable)
+
+
+def stop_on_signals(reactor: Any) -> None:
+    """
+    Stop the reactor on SIGTERM or SIGINT, once: a worker can get the same signal twice (from its
+    supervisor and from a process-group or control-group kill), and Twisted's own handler would
+    then try to stop a stopped reactor.
+    """
+    stopping = [False]
+
+    def stop() -> None:
+        if not stopping[0] and reactor.running:
+            stopping[0] = True
+            reactor.stop()
+
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(stop)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def watch_parent(reactor: Any) -> LoopingCall:
+    """
+    Stop the reactor (and so drain) when the supervisor that started this process is gone: an
+    orphan worker would hold the port forever.
+    """
+    parent = os.getppid()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            loop.stop()
+            _log.warn("supervisor {pid} is gone; stopping", pid=parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop = LoopingCall(check)
+    loop.clock = reactor
+    loop.start(PARENT_CHECK_INTERVAL, now=False)
+    return loop
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """
+    Run one worker until it is told to stop; return its exit status.
+    """
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    from twisted.internet import reactor
+
+    log_to_stdout()
+    worker = Worker(reactor, arguments)
+    status = [0]
+
+    def failed(failure: Any) -> None:
+        _log.failure("worker {pid} could not start", failure, pid=os.getpid())
+        status[0] = 1
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def begin() -> None:
+        ensureDeferred(worker.start()).addErrback(failed)
+
+    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+        "before", "shutdown", lambda: ensureDeferred(worker.stop())
+    )
+    reactor.callWhenRunning(stop_on_signals, reactor)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(begin)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(watch_parent, reactor)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return status[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,6 +40,9 @@ from gateway.serving import build_site, open_store
 #: How long a stopping worker waits for requests in flight, in seconds.
 DEFAULT_DRAIN_TIMEOUT = 30.0
 
+#: Connections a worker accepts each time the shared socket is ready (see L{accept_fairly}).
+ACCEPTS_PER_WAKEUP = 1
+
 #: How often a worker checks that its supervisor is still there, in seconds.
 PARENT_CHECK_INTERVAL = 1.0
 
@@ -55,6 +58,8 @@ def parse_arguments(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--family", type=int, required=True, help="its address family")
     parser.add_argument("--settings", type=json.loads, required=True, help="settings, as JSON")
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
+    parser.add_argument("--supervisor-pid", type=int, default=None,
+                        help="stop when this process is no longer the parent")
     return parser.parse_args(argv)
 
 
@@ -69,6 +74,8 @@ class Worker:
         self.store: Optional[Any] = None
         self.port: Optional[Any] = None
         self.tracker: Optional[ConnectionTracker] = None
+        #: The start in progress or done (its failure already handled), awaited by L{stop}.
+        self.starting: Optional[Any] = None
 
     async def start(self) -> None:
         """
@@ -80,6 +87,7 @@ class Worker:
         self.port = self.reactor.adoptStreamPort(
             self.arguments.fd, self.arguments.family, self.tracker
         )
+        accept_fairly(self.port)
         # The port holds its own duplicate; closing ours lets the socket close with the port.
         os.close(self.arguments.fd)
         _log.info("worker {pid} serving", pid=os.getpid())
@@ -89,6 +97,10 @@ class Worker:
         Stop accepting, wait for the requests in flight (at most the drain timeout), close the
         store.
         """
+        if self.starting is not None:
+            # A stop during the start waits for it: the store's thread must be stopped, or the
+            # process would not exit.
+            await self.starting
         if self.port is not None:
             await self.port.stopListening()
         if self.tracker is not None:
@@ -102,6 +114,27 @@ class Worker:
         _log.info("worker {pid} stopped", pid=os.getpid())
 
 
+def accept_fairly(port: Any, per_wakeup: int = ACCEPTS_PER_WAKEUP) -> None:
+    """
+    Make C{port} accept at most C{per_wakeup} connections each time the reactor finds it ready.
+
+    Every worker is woken when a connection arrives on the shared socket. Twisted's port accepts
+    in a loop until the queue is empty (up to C{numberAccepts}, which grows while the queue stays
+    full), so one worker would take a whole burst of new connections, and keep them: keep-alive
+    clients stay on the worker they first reached. Taking a few at a time leaves the rest to the
+    workers that come back to their event loop first, which are the least busy ones.
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    read = port.doRead
+
+    def do_read() -> Any:
+        port.numberAccepts = per_wakeup
+        return read()
+
+    port.doRead = do_read
+
+
 def log_to_stdout() -> None:
     """
     Send every log event of level info and above to standard output as one JSON object per line,
@@ -113,7 +146,12 @@ def log_to_stdout() -> None:
 
     @provider(ILogObserver)
     def observer(event: Dict[str, Any]) -> None:
-        to_json(portable_event(event))
+        try:
+            to_json(portable_event(event))
+        except OSError:
+            # The supervisor is gone (a broken pipe): nobody reads the log any more, and the
+            # worker is about to notice and stop (see watch_parent).
+            pass
 
     filtered = FilteringLogObserver(observer, [predicate])
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=True)
@@ -152,17 +190,16 @@ def stop_on_signals(reactor: Any) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def watch_parent(reactor: Any) -> LoopingCall:
+def watch_parent(reactor: Any, parent: int) -> LoopingCall:
     """
-    Stop the reactor (and so drain) when the supervisor that started this process is gone: an
-    orphan worker would hold the port forever.
+    Stop (and so drain) when the supervisor C{parent} is no longer this process's parent: an
+    orphan worker would hold the port forever. The supervisor's pid comes from the command line,
+    as it may have died before this process got here.
     """
-    parent = os.getppid()
 
     def check() -> None:
         if os.getppid() != parent:
             loop.stop()
-            _log.warn("supervisor {pid} is gone; stopping", pid=parent)
             os.kill(os.getpid(), signal.SIGTERM)
 
     loop = LoopingCall(check)
@@ -188,14 +225,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def begin() -> None:
-        ensureDeferred(worker.start()).addErrback(failed)
+        worker.starting = ensureDeferred(worker.start()).addErrback(failed)
 
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
         "before", "shutdown", lambda: ensureDeferred(worker.stop())
     )
     reactor.callWhenRunning(stop_on_signals, reactor)  # type: ignore[attr-defined]
     reactor.callWhenRunning(begin)  # type: ignore[attr-defined]
-    reactor.callWhenRunning(watch_parent, reactor)  # type: ignore[attr-defined]
+    parent = arguments.supervisor_pid or os.getppid()
+    reactor.callWhenRunning(watch_parent, reactor, parent)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
     return status[0]
 

@@ -86,6 +86,7 @@ def worker_argv(
         "--family", str(int(family)),
         "--settings", json.dumps(worker_settings),
         "--drain-timeout", str(drain_timeout),
+        "--supervisor-pid", str(os.getpid()),
     ]  # fmt: skip
 
 

@@ -62,9 +62,6 @@ from gateway.model import ByteRange, ListingPage, ObjectInfo, WriteCondition, Wr
 
 T = TypeVar("T")
 
-#: The highest part number S3 allows.
-MAX_PART_NUMBER = localparts.MAX_PART_NUMBER
-
 
 @implementer(IBackend, IServerSideCopy)
 class LocalBackend:

@@ -26,7 +26,7 @@ from twisted.python.threadpool import ThreadPool
 from gateway.backends.local import LocalBackend
 from gateway.backends.locallock import LOCK_FILES, lock_path
 from gateway.interfaces import PreconditionNotMet
-from gateway.model import ByteRange, WriteCondition, WriteMetadata
+from gateway.model import ByteRange, WriteMetadata
 from tests.backends.contract_writes import CREATE, conditional_put, if_match, write_parts
 from tests.backends.support import get, metadata_for, put, refused
 from tests.backends.test_local import _reactor, make, tree

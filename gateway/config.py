@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import configparser
 import os
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
+
+from gateway.s3.cors import parse_origins
 
 #: Every setting with its default. ``listen`` is a Twisted server endpoint string.
 DEFAULTS: Dict[str, Optional[str]] = {
@@ -19,7 +21,12 @@ DEFAULTS: Dict[str, Optional[str]] = {
     "create_bucket_root": None,
     "json_log": None,
     "workers": "1",
+    "domains": None,
+    "signature_v2": "true",
 }
+
+#: Settings made from other sections than [gateway]: ``cors`` from the [cors] section.
+SECTION_SETTINGS = ("cors",)
 
 
 class ConfigError(Exception):
@@ -33,6 +40,7 @@ def read_config_file(path: str) -> Dict[str, str]:
     The settings of a config file; unknown keys are an error, so a typo is not silently ignored.
     """
     parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # bucket names keep case
     try:
         with open(path, encoding="utf-8") as config_file:
             parser.read_file(config_file)
@@ -44,7 +52,34 @@ def read_config_file(path: str) -> Dict[str, str]:
     unknown = set(settings) - set(DEFAULTS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s): {', '.join(sorted(unknown))}")
-    return {name: value for name, value in settings.items() if value != ""}
+    unknown_sections = set(parser.sections()) - {"gateway", "cors"}
+    if unknown_sections:
+        raise ConfigError(f"{path}: unknown section(s): {', '.join(sorted(unknown_sections))}")
+    result: Dict[str, Any] = {name: value for name, value in settings.items() if value != ""}
+    if parser.has_section("cors"):
+        result["cors"] = {
+            bucket: list(parse_origins(origins)) for bucket, origins in parser.items("cors")
+        }
+    return result
+
+
+def parse_boolean(name: str, value: Optional[str]) -> bool:
+    """
+    A yes/no setting: true/false, yes/no, on/off, 1/0.
+    """
+    text = (value or "").strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def parse_domains(value: Optional[str]) -> List[str]:
+    """
+    Base domains for virtual-host-style addressing: names separated by commas or white space.
+    """
+    return [d.strip().lower().rstrip(".") for d in (value or "").replace(",", " ").split() if d]
 
 
 def merge_settings(

@@ -17,7 +17,9 @@ from gateway.accesslog import log_access
 from gateway.backends import BackendRegistry
 from gateway.http.streaming import StreamingSite
 from gateway.s3.app import S3Gateway
+from gateway.config import parse_boolean, parse_domains
 from gateway.s3.buckets import BucketPolicy
+from gateway.s3.cors import CorsPolicy
 from gateway.store.sqlite import DATABASE_FILENAME, SQLiteStore, open_sqlite_store
 
 
@@ -32,8 +34,9 @@ def open_store(data_dir: str, reactor: Any) -> "Deferred[SQLiteStore]":
 
 def build_site(store: Any, settings: Mapping[str, Optional[object]], reactor: Any) -> StreamingSite:
     """
-    The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region} and
-    C{create_bucket_root} (see L{gateway.config.DEFAULTS}).
+    The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region},
+    C{create_bucket_root}, C{domains}, C{signature_v2} and C{cors} (see
+    L{gateway.config.DEFAULTS}).
     """
     gateway = S3Gateway(
         store,
@@ -41,6 +44,11 @@ def build_site(store: Any, settings: Mapping[str, Optional[object]], reactor: An
         BucketPolicy(settings["region"], settings["create_bucket_root"]),
         reactor,
         access_log=log_access,
+        base_domains=parse_domains(settings.get("domains")),  # type: ignore[arg-type]
+        cors=CorsPolicy(settings.get("cors") or {}),  # type: ignore[arg-type]
+        allow_signature_v2=parse_boolean(
+            "signature_v2", settings.get("signature_v2") or "true"  # type: ignore[arg-type]
+        ),
     )
     site = StreamingSite(gateway.resource())
     site.displayTracebacks = False

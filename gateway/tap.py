@@ -23,7 +23,13 @@ from twisted.python import usage
 
 from gateway.accesslog import json_observer
 from gateway.bootstrap import ensure_admin_user
-from gateway.config import ConfigError, merge_settings, parse_workers, read_config_file
+from gateway.config import (
+    ConfigError,
+    merge_settings,
+    parse_boolean,
+    parse_workers,
+    read_config_file,
+)
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
 from gateway.serving import build_site, open_store
 from gateway.workers import WorkerSupervisor
@@ -45,6 +51,9 @@ class Options(usage.Options):
         ["json-log", None, None, "Also write log events as JSON lines to this file."],
         ["workers", None, None,
          "Worker processes serving the endpoint (default 1; 'auto' = one per core)."],
+        ["domains", None, None,
+         "Base domains for virtual-host-style addressing (<bucket>.<domain>), comma-separated."],
+        ["signature-v2", None, None, "Accept AWS Signature Version 2: true (default) or false."],
     ]
 
     def postOptions(self) -> None:
@@ -61,12 +70,15 @@ class Options(usage.Options):
             "create_bucket_root": self["create-bucket-root"],
             "json_log": self["json-log"],
             "workers": self["workers"],
+            "domains": self["domains"],
+            "signature_v2": self["signature-v2"],
         }
         self.settings = merge_settings(file_settings, command_line)
         try:
             self.settings["workers"] = parse_workers(self.settings["workers"])
             if self.settings["workers"] > 1:
                 parse_listen(self.settings["listen"])
+            parse_boolean("signature_v2", self.settings["signature_v2"])
         except (ConfigError, UnsupportedEndpoint) as error:
             raise usage.UsageError(str(error))
         self.settings["data"] = os.path.abspath(self.settings["data"] or ".")

@@ -42,7 +42,9 @@ WORKER_LISTEN_FD = 3
 KILL_GRACE = 5.0
 
 #: Settings a worker needs; the others (json_log, workers, listen) belong to the supervisor.
-WORKER_SETTINGS = ("data", "region", "create_bucket_root")
+WORKER_SETTINGS = (
+    "data", "region", "create_bucket_root", "domains", "signature_v2", "cors",
+)
 
 #: Environment variables not passed to workers: only the supervisor makes the first key.
 PRIVATE_ENVIRONMENT = ("S3GW_ACCESS_KEY", "S3GW_SECRET_KEY")

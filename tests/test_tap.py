@@ -105,3 +105,30 @@ def test_plugin_is_discoverable() -> None:
     names = {plugin.tapname: plugin for plugin in getPlugins(IServiceMaker, twisted.plugins)}
     assert "s3gateway" in names
     assert names["s3gateway"].module == "gateway.tap"
+
+
+def test_addressing_signature_and_cors_settings(tmp_path) -> None:
+    config = tmp_path / "s3gateway.conf"
+    config.write_text(
+        "[gateway]\ndomains = s3.example.com, localhost\nsignature_v2 = false\n"
+        "[cors]\nPhotos = https://app.example.com https://*.example.org\n* = *\n"
+    )
+    options = parse("--config", str(config))
+    assert options.settings["domains"] == "s3.example.com, localhost"
+    assert options.settings["signature_v2"] == "false"
+    assert options.settings["cors"] == {
+        "Photos": ["https://app.example.com", "https://*.example.org"],
+        "*": ["*"],
+    }
+
+
+def test_bad_signature_v2_value_is_an_error() -> None:
+    with pytest.raises(usage.UsageError, match="signature_v2"):
+        parse("--signature-v2", "maybe")
+
+
+def test_unknown_section_is_an_error(tmp_path) -> None:
+    config = tmp_path / "s3gateway.conf"
+    config.write_text("[gateway]\n[corz]\nx = y\n")
+    with pytest.raises(usage.UsageError, match="corz"):
+        parse("--config", str(config))

@@ -1,0 +1,325 @@
+"""
+The pieces of ``--workers`` without processes: the supervisor on a memory reactor with a fake
+``spawnProcess``, its restart backoff, the endpoint parser, the log relay and the drain.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Dict, List, Optional
+
+import pytest
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import Logger, LogLevel, eventAsJSON
+from twisted.python.failure import Failure
+
+from gateway.drain import ConnectionTracker, drain
+from gateway.listening import (
+    DEFAULT_BACKLOG,
+    ListenSpec,
+    UnsupportedEndpoint,
+    open_listening_socket,
+    parse_listen,
+    split_endpoint,
+)
+from gateway.logrelay import LineRelay
+from gateway.worker import portable_event
+from gateway.workers import (
+    KILL_GRACE,
+    WORKER_LISTEN_FD,
+    RestartBackoff,
+    WorkerSupervisor,
+)
+
+SETTINGS = {"data": "/srv/gw", "region": "eu-west-1", "create_bucket_root": None,
+            "listen": "tcp:0", "json_log": "/x.json", "workers": 2}
+
+
+class FakeProcess:
+    """
+    What C{spawnProcess} returns: records the signals sent to it.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: List[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+
+class ProcessReactor(MemoryReactorClock):
+    """
+    A memory reactor that records C{spawnProcess} calls instead of starting processes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: List[Dict[str, Any]] = []
+        self._next_pid = 1000
+
+    def spawnProcess(self, protocol, executable, args=(), env=None, path=None, uid=None,
+                     gid=None, usePTY=False, childFDs=None):  # type: ignore[no-untyped-def]
+        self._next_pid += 1
+        process = FakeProcess(self._next_pid)
+        protocol.makeConnection(process)
+        self.spawned.append(dict(protocol=protocol, process=process, executable=executable,
+                                 args=list(args), env=env, childFDs=childFDs))
+        return process
+
+
+def end(spawn: Dict[str, Any], reason: Optional[Failure] = None) -> None:
+    spawn["process"].pid = None  # as Twisted's transport does once the process is reaped
+    spawn["protocol"].processEnded(reason or Failure(ProcessTerminated(signal=9)))
+
+
+@pytest.fixture
+def listening() -> Any:
+    sock = open_listening_socket(ListenSpec(family=socket.AF_INET, interface="127.0.0.1"))
+    yield sock
+    sock.close()
+
+
+def make_supervisor(reactor: ProcessReactor, listening: Any, events: list,
+                    count: int = 2) -> WorkerSupervisor:
+    return WorkerSupervisor(
+        reactor, count, SETTINGS, lambda: listening, publisher=events.append,
+        drain_timeout=30.0, environ={"PATH": "/bin", "S3GW_SECRET_KEY": "secret",
+                                     "S3GW_ACCESS_KEY": "AKID", "PYTHONPATH": "/elsewhere"},
+    )
+
+
+def test_start_spawns_workers_with_the_socket(listening) -> None:
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    supervisor.startService()
+    assert len(reactor.spawned) == 2
+    for spawn in reactor.spawned:
+        assert spawn["childFDs"] == {0: "w", 1: "r", 2: "r", WORKER_LISTEN_FD: listening.fileno()}
+        args = spawn["args"]
+        assert args[1:3] == ["-m", "gateway.worker"]
+        assert args[args.index("--fd") + 1] == str(WORKER_LISTEN_FD)
+        assert args[args.index("--family") + 1] == str(int(socket.AF_INET))
+        assert '"region": "eu-west-1"' in args[args.index("--settings") + 1]
+        assert "json_log" not in args[args.index("--settings") + 1]
+        assert "S3GW_SECRET_KEY" not in spawn["env"] and "S3GW_ACCESS_KEY" not in spawn["env"]
+        assert spawn["env"]["PYTHONPATH"].endswith("/elsewhere")
+    assert sorted(supervisor.pids) == [1001, 1002]
+
+
+def test_dead_worker_is_restarted_after_a_growing_delay(listening) -> None:
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    supervisor.startService()
+    end(reactor.spawned[0])
+    assert len(reactor.spawned) == 2 and supervisor.pids == [1002]
+    reactor.advance(0.4)
+    assert len(reactor.spawned) == 2
+    reactor.advance(0.1)
+    assert len(reactor.spawned) == 3 and sorted(supervisor.pids) == [1002, 1003]
+    # The replacement dies young: the next restart waits twice as long.
+    end(reactor.spawned[2])
+    reactor.advance(0.9)
+    assert len(reactor.spawned) == 3
+    reactor.advance(0.1)
+    assert len(reactor.spawned) == 4
+
+
+def test_stop_terms_workers_and_waits_for_them(listening) -> None:
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    supervisor.startService()
+    end(reactor.spawned[0])  # a restart is pending when the stop comes
+    stopped = supervisor.stopService()
+    assert listening.fileno() == -1, "the supervisor's copy of the socket is closed"
+    assert reactor.spawned[1]["process"].signals == ["TERM"]
+    fired: list = []
+    stopped.addCallback(fired.append)
+    reactor.advance(10)
+    assert fired == [] and len(reactor.spawned) == 2, "no restart while stopping"
+    end(reactor.spawned[1], Failure(ProcessDone(0)))
+    assert fired == [None]
+    reactor.advance(60)
+    assert reactor.spawned[1]["process"].signals == ["TERM"]
+
+
+def test_stop_kills_a_worker_that_does_not_drain_in_time(listening) -> None:
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    supervisor.startService()
+    stopped = supervisor.stopService()
+    reactor.advance(30.0 + KILL_GRACE - 0.1)
+    assert all(s["process"].signals == ["TERM"] for s in reactor.spawned)
+    reactor.advance(0.1)
+    assert all(s["process"].signals == ["TERM", "KILL"] for s in reactor.spawned)
+    fired: list = []
+    stopped.addCallback(fired.append)
+    for spawn in reactor.spawned:
+        end(spawn)
+    assert fired == [None]
+
+
+def test_worker_output_is_relayed_as_events(listening) -> None:
+    reactor = ProcessReactor()
+    events: list = []
+    supervisor = make_supervisor(reactor, listening, events, count=1)
+    supervisor.startService()
+    protocol = reactor.spawned[0]["protocol"]
+    logged: list = []
+    Logger(namespace="s3gateway.access", observer=logged.append).info(
+        "GET /{bucket} {status}", bucket="b", status=200
+    )
+    line = eventAsJSON(logged[0]).encode() + b"\n"
+    protocol.outReceived(line[:10])
+    assert events == []
+    protocol.outReceived(line[10:] + b"not json\n")
+    protocol.errReceived(b"Fatal Python error")
+    end(reactor.spawned[0])  # flushes the unterminated stderr line
+    first, second, third = events[:3]
+    assert first["log_namespace"] == "s3gateway.access" and first["status"] == 200
+    assert first["worker_pid"] == 1001
+    assert first["log_system"] == "s3gateway.access#info worker=1001"
+    assert (second["line"], second["log_level"]) == ("not json", LogLevel.info)
+    assert (third["line"], third["log_level"]) == ("Fatal Python error", LogLevel.error)
+
+
+def test_line_relay_splits_an_overlong_line() -> None:
+    events: list = []
+    relay = LineRelay(7, events.append, json_lines=False)
+    relay.data_received(b"x" * (1024 * 1024 + 1))
+    assert len(events) == 1 and len(events[0]["line"]) == 1024 * 1024 + 1
+
+
+def test_portable_event_keeps_the_exception_text() -> None:
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        failure = Failure()
+    event = {"log_failure": failure, "log_format": "x"}
+    portable = portable_event(event)
+    assert portable["log_failure"].value == "division by zero"
+    assert event["log_failure"] is failure and isinstance(failure.value, ZeroDivisionError)
+    assert '"division by zero"' in eventAsJSON(portable)
+
+
+def test_restart_backoff() -> None:
+    backoff = RestartBackoff(initial=0.5, maximum=4.0, healthy_after=10.0)
+    assert [backoff.delay(1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.delay(60.0) == 0.5
+    assert backoff.delay(60.0) == 0.5
+
+
+@pytest.mark.parametrize(
+    "description, spec",
+    [
+        ("tcp:8333", ListenSpec(socket.AF_INET, "", 8333, DEFAULT_BACKLOG)),
+        ("tcp:8333:interface=127.0.0.1", ListenSpec(socket.AF_INET, "127.0.0.1", 8333)),
+        ("tcp:port=80:backlog=512", ListenSpec(socket.AF_INET, "", 80, 512)),
+        ("tcp:80:interface=\\:\\:1", ListenSpec(socket.AF_INET6, "::1", 80)),
+        ("tcp6:80", ListenSpec(socket.AF_INET6, "::", 80)),
+        ("systemd:domain=INET6:index=1", ListenSpec(socket.AF_INET6, inherited_fd=4)),
+    ],
+)
+def test_parse_listen(description: str, spec: ListenSpec) -> None:
+    assert parse_listen(description) == spec
+
+
+@pytest.mark.parametrize(
+    "description",
+    ["ssl:443:privateKey=k.pem", "unix:/run/gw.sock", "systemd:domain=UNIX:index=0",
+     "tcp:http", "tcp", "tcp:80:frobnicate=1", "8333"],
+)
+def test_parse_listen_refuses(description: str) -> None:
+    with pytest.raises(UnsupportedEndpoint):
+        parse_listen(description)
+
+
+def test_split_endpoint_escapes() -> None:
+    assert split_endpoint("tcp:80:interface=\\:\\:1") == ("tcp", ["80"], {"interface": "::1"})
+
+
+def test_open_listening_socket_listens_non_blocking() -> None:
+    sock = open_listening_socket(ListenSpec(socket.AF_INET, "127.0.0.1", 0))
+    try:
+        assert sock.getblocking() is False
+        socket.create_connection(sock.getsockname(), timeout=5).close()
+    finally:
+        sock.close()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.calls: List[str] = []
+
+    def loseConnection(self) -> None:
+        self.calls.append("lose")
+        self.disconnected = True
+
+    def abortConnection(self) -> None:
+        self.calls.append("abort")
+        self.disconnected = True
+
+
+class FakeChannel:
+    def __init__(self, busy: bool) -> None:
+        self.transport = FakeTransport()
+        self.requests = [object()] if busy else []
+        self.persistent = True
+
+
+class FakeSite:
+    def __init__(self) -> None:
+        self.built: list = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = FakeChannel(busy=addr == "busy")
+        self.built.append(channel)
+        return channel
+
+
+def test_drain_closes_idle_waits_for_busy() -> None:
+    reactor = MemoryReactorClock()
+    tracker = ConnectionTracker(FakeSite())
+    idle, busy = tracker.buildProtocol("idle"), tracker.buildProtocol("busy")
+    result: list = []
+    drain(tracker, reactor, timeout=30.0).addCallback(result.append)
+    assert idle.transport.calls == ["lose"]
+    assert busy.transport.calls == [] and busy.persistent is False
+    reactor.advance(5)
+    assert result == []
+    busy.requests = []  # the response is done; twisted.web would now close it
+    busy.transport.disconnected = True
+    reactor.advance(0.1)
+    assert result == [0] and busy.transport.calls == []
+
+
+def test_drain_aborts_at_the_deadline() -> None:
+    reactor = MemoryReactorClock()
+    tracker = ConnectionTracker(FakeSite())
+    busy = tracker.buildProtocol("busy")
+    result: list = []
+    drain(tracker, reactor, timeout=3.0).addCallback(result.append)
+    reactor.pump([0.1] * 29)
+    assert result == []
+    reactor.pump([0.1] * 2)
+    assert result == [1] and busy.transport.calls == ["abort"]
+
+
+def test_accept_fairly_caps_accepts_per_wakeup() -> None:
+    from gateway.worker import accept_fairly
+
+    class FakePort:
+        numberAccepts = 100
+        seen: List[int] = []
+
+        def doRead(self) -> None:
+            self.seen.append(self.numberAccepts)
+            self.numberAccepts += 20  # as tcp.Port does after a full batch
+
+    port = FakePort()
+    accept_fairly(port, per_wakeup=2)
+    port.doRead()
+    port.doRead()
+    assert port.seen == [2, 2]

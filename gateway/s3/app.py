@@ -133,7 +133,6 @@ class S3Gateway:
             entry["bucket"], entry["key"] = bucket, key
             resource = "/" + bucket + ("/" + key if key else "") if bucket else "/"
             origin = facts.header("origin")
-            cors.decorate(request, self._cors, bucket, origin)
             if facts.method == "OPTIONS":
                 entry["operation"] = "PreflightCORS"
                 return cors.preflight(
@@ -144,6 +143,7 @@ class S3Gateway:
                     facts.header("access-control-request-method"),
                     facts.header("access-control-request-headers"),
                 )
+            cors.decorate(request, self._cors, bucket, origin)
             query = parse_query(facts.raw_query)
             operation = operation_name(
                 facts.method, bucket, key, query, "x-amz-copy-source" in facts.headers

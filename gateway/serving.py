@@ -20,6 +20,7 @@ from gateway.s3.app import S3Gateway
 from gateway.config import parse_boolean, parse_domains
 from gateway.s3.buckets import BucketPolicy
 from gateway.s3.cors import CorsPolicy
+from gateway.store.cache import CachingStore
 from gateway.store.sqlite import DATABASE_FILENAME, SQLiteStore, open_sqlite_store
 
 
@@ -39,7 +40,7 @@ def build_site(store: Any, settings: Mapping[str, Optional[object]], reactor: An
     L{gateway.config.DEFAULTS}).
     """
     gateway = S3Gateway(
-        store,
+        CachingStore(store, reactor),
         BackendRegistry(str(settings["data"]), reactor),
         BucketPolicy(settings["region"], settings["create_bucket_root"]),
         reactor,

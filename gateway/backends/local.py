@@ -35,7 +35,7 @@ import stat
 import time
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -43,7 +43,7 @@ from zope.interface import implementer
 from gateway.backends import localcopy, localfs, localparts
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
-from gateway.backends.localindex import ObjectIndex, row_for
+from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localwalk import walk
@@ -124,10 +124,27 @@ class LocalBackend:
 
     # Reading.
 
-    def stat(self, key: str) -> "Deferred[ObjectInfo]":
-        return self._run(self.stat_now, key)
+    def _quick(self, function: Callable[..., T], *args: object) -> "Deferred[T]":
+        """
+        Run a one-object metadata read on the reactor thread, or in a thread when it turns out
+        to need a whole file read.
 
-    def stat_now(self, key: str) -> ObjectInfo:
+        Opening or stat-ing one object is a few system calls and one indexed SQLite lookup on
+        a local disk, cheaper than the hand-over to a thread and back, which dominated small
+        GETs and HEADs (bench/RESULTS.md). Only a file put there by other means whose ETag is
+        not yet known needs reading, and that goes to a thread.
+        """
+        try:
+            return succeed(function(*args, may_hash=False))
+        except HashingNeeded:
+            return self._run(function, *args)
+        except BaseException:
+            return fail()
+
+    def stat(self, key: str) -> "Deferred[ObjectInfo]":
+        return self._quick(self.stat_now, key)
+
+    def stat_now(self, key: str, may_hash: bool = True) -> ObjectInfo:
         """
         L{stat}, blocking.
         """
@@ -140,7 +157,7 @@ class LocalBackend:
             raise NoSuchObject(key) from None
         if not stat.S_ISREG(st.st_mode):
             raise NoSuchObject(key)
-        return self.index.file_info(key, path, st, self.index.get(key))
+        return self.index.file_info(key, path, st, self.index.get(key), may_hash)
 
     def _marker_info(self, key: str, path: str) -> ObjectInfo:
         row = self.index.get(key)
@@ -149,13 +166,15 @@ class LocalBackend:
         return row.info()
 
     def open(self, key: str) -> "Deferred[IObjectReader]":
-        return self._run(self._open, key)
+        return self._quick(self._open, key)
 
-    def _open(self, key: str) -> IObjectReader:
-        file, info = self.open_file(key)
+    def _open(self, key: str, may_hash: bool = True) -> IObjectReader:
+        file, info = self.open_file(key, may_hash)
         return FileReader(info, file or io.BytesIO(b""), self._reactor)
 
-    def open_file(self, key: str) -> Tuple[Optional[BinaryIO], ObjectInfo]:
+    def open_file(
+        self, key: str, may_hash: bool = True
+    ) -> Tuple[Optional[BinaryIO], ObjectInfo]:
         """
         The opened file of C{key} (C{None} for a folder marker) and its info, as of the opening.
         """
@@ -172,7 +191,7 @@ class LocalBackend:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise NoSuchObject(key)
-            info = self.index.file_info(key, path, st, self.index.get(key))
+            info = self.index.file_info(key, path, st, self.index.get(key), may_hash)
         except BaseException:
             file.close()
             raise

@@ -130,6 +130,12 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
+class HashingNeeded(Exception):
+    """
+    The file's ETag is not known yet: finding it means reading the whole file.
+    """
+
+
 def md5_of_file(path: str) -> str:
     """
     The hex MD5 of a file's bytes, read in large blocks.
@@ -222,14 +228,23 @@ class ObjectIndex:
                 self._db = None
 
     def file_info(
-        self, key: str, path: str, st: os.stat_result, row: Optional[IndexRow]
+        self,
+        key: str,
+        path: str,
+        st: os.stat_result,
+        row: Optional[IndexRow],
+        may_hash: bool = True,
     ) -> ObjectInfo:
         """
         The info of the regular file at C{path} whose stat is C{st}: from C{row} if it still
         matches the file, else with the MD5 of the file as ETag, remembered for next time.
+
+        :param may_hash: when false, raise L{HashingNeeded} instead of reading the file.
         """
         if row is not None and row.matches(st.st_size, st.st_mtime_ns):
             return row.info()
+        if not may_hash:
+            raise HashingNeeded(key)
         # Looked up through the module so that tests can count the hashing.
         etag = md5_of_file(path)
         info = ObjectInfo(

@@ -298,11 +298,21 @@ class StreamingRequest(server.Request):
         super().connectionLost(reason)
 
 
+#: Bytes read from the socket at once. Twisted's default, 64 KiB, makes a 1 GiB upload 16,384
+#: trips through the protocol stack; larger reads cut that per-read cost by four.
+READ_SIZE = 256 * 1024
+
+
 class StreamingChannel(http.HTTPChannel):
     """
     An HTTP/1.1 channel for L{StreamingRequest}: it leaves ``100 Continue`` to the request, and
     tolerates a request that was answered, and closed, before its body ended.
     """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]

@@ -563,3 +563,30 @@ async def test_index_file(backend: LocalBackend, tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rows = db.execute("SELECT key, size, etag, parts_count FROM objects").fetchall()
     assert rows == [("k", 1, hashlib.md5(b"x").hexdigest(), None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_known_objects_are_read_on_the_calling_thread(
+    backend: LocalBackend, root: Path, hashing: List[str], monkeypatch
+) -> None:
+    """
+    stat and open of an object whose ETag is known answer without a thread; a file put there by
+    other means, whose MD5 must be computed, goes to a thread (hashing would block the reactor).
+    """
+    await put(backend, "known.txt", b"known")
+    calls: List[str] = []
+    real_run = backend._run
+
+    def counting_run(function, *args):  # type: ignore[no-untyped-def]
+        calls.append(function.__name__)
+        return real_run(function, *args)
+
+    monkeypatch.setattr(backend, "_run", counting_run)
+    stat_result = backend.stat("known.txt")
+    assert stat_result.called  # fired synchronously: no thread involved
+    assert (await stat_result).etag == hashlib.md5(b"known").hexdigest()
+    assert await get(backend, "known.txt") == b"known"
+    assert calls == []
+    (root / "foreign.txt").write_bytes(b"foreign")
+    assert (await backend.stat("foreign.txt")).etag == hashlib.md5(b"foreign").hexdigest()
+    assert calls == ["stat_now"] and len(hashing) == 1

@@ -158,7 +158,9 @@ class S3Gateway:
                 self._allow_signature_v2,
             )
             entry["access_key_id"] = caller.access_key_id
-            context = OperationContext(request, facts, caller, bucket, key, query)
+            context = OperationContext(
+                request, facts, caller, bucket, key, query, reactor=self._clock
+            )
             if bucket:
                 await self._resolve_bucket(context, operation)
             return await self._handlers[operation](context)

@@ -4,7 +4,7 @@ What every S3 operation handler receives: the request, its caller and its target
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from attrs import define
 from twisted.web.iweb import IRequest
@@ -25,6 +25,7 @@ class OperationContext:
     :ivar query: the query parameters, decoded (first value of each).
     :ivar connection: the caller's connection for C{bucket}, when it exists.
     :ivar backend: that connection's backend.
+    :ivar reactor: the reactor, for work handed to threads (large uploads' hashing).
     """
 
     request: IRequest
@@ -35,6 +36,7 @@ class OperationContext:
     query: Dict[str, str]
     connection: Optional[Connection] = None
     backend: Optional[IBackend] = None
+    reactor: Optional[Any] = None
 
     def header(self, name: str) -> Optional[str]:
         """

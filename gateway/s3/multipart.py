@@ -110,6 +110,7 @@ async def upload_part(context: OperationContext, store: IMetadataStore) -> bytes
             context.facts.headers,
             context.caller.payload_hash,
             context.caller.signature,
+            reactor=context.reactor,
         )
         info = await writer.commit(WriteMetadata(etag=digests.md5_hex))
     except BaseException:

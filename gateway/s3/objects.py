@@ -204,6 +204,7 @@ async def put_object(context: OperationContext) -> bytes:
             context.facts.headers,
             context.caller.payload_hash,
             context.caller.signature,
+            reactor=context.reactor,
         )
         info = await writer.commit(evolve(metadata, etag=digests.md5_hex), condition)
     except BaseException:

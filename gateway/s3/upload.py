@@ -15,16 +15,21 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from twisted.internet.interfaces import IConsumer, IProducer
+from twisted.internet.interfaces import IConsumer, IProducer, IReactorFromThreads
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.http.streaming import BodyConsumerStopped, IncompleteRequestBody, RequestBody
 from gateway.interfaces import IObjectWriter
 from gateway.s3.checksums import BodyDigests
+from gateway.s3.hashing import BackgroundDigests
 from gateway.s3.chunked import AwsChunkedDecoder
 from gateway.s3.errors import S3Error
 from gateway.s3.sigv4 import VerifiedSignature
+
+#: Bodies at least this long are hashed on a thread of their own; for smaller ones the thread
+#: would cost more than it saves.
+BACKGROUND_HASHING_SIZE = 4 * 1024 * 1024
 
 #: The largest object a single PUT may carry, as in S3.
 MAX_PUT_SIZE = 5 * 1024**3
@@ -48,7 +53,7 @@ class UploadSink:
     def __init__(
         self,
         writer: IObjectWriter,
-        digests: BodyDigests,
+        digests: "BodyDigests | BackgroundDigests",
         decoder: Optional[AwsChunkedDecoder],
     ) -> None:
         self._writer = writer
@@ -60,10 +65,14 @@ class UploadSink:
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self._producer = producer
+        if isinstance(self._digests, BackgroundDigests):
+            self._digests.attach(producer)
         self._writer.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
         self._producer = None
+        if isinstance(self._digests, BackgroundDigests):
+            self._digests.attach(None)
         self._writer.unregisterProducer()
 
     def write(self, data: bytes) -> None:
@@ -90,7 +99,7 @@ class UploadSink:
         if self._producer is not None:
             self._producer.stopProducing()
 
-    def finish(self) -> None:
+    def finish(self, digests: BodyDigests) -> None:
         """
         Check the complete body: framing, trailers, declared length and digests.
 
@@ -99,8 +108,8 @@ class UploadSink:
         if self.error is not None:
             raise self.error
         if self._decoder is not None:
-            self._digests.set_trailer(self._decoder.finish())
-        self._digests.verify()
+            digests.set_trailer(self._decoder.finish())
+        digests.verify()
 
 
 def header(headers: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
@@ -134,10 +143,13 @@ async def receive_body(
     payload_hash: str,
     signature: Optional[VerifiedSignature],
     max_size: int = MAX_PUT_SIZE,
+    reactor: Optional[IReactorFromThreads] = None,
 ) -> BodyDigests:
     """
     Stream a request body into C{writer} and check it; the caller commits or aborts the writer.
 
+    :param reactor: given, bodies of L{BACKGROUND_HASHING_SIZE} or more are hashed on a thread
+        beside the reactor (L{gateway.s3.hashing}).
     :return: the digests of the payload, all verified.
     :raise S3Error: IncompleteBody when the client went away or sent less than it declared,
         or whatever the checks found.
@@ -151,7 +163,12 @@ async def receive_body(
             raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
     decoder = make_decoder(headers, payload_hash, signature)
     digests = BodyDigests(headers, payload_hash)
-    sink = UploadSink(writer, digests, decoder)
+    background = (
+        BackgroundDigests(digests, reactor)
+        if reactor is not None and (body.length or 0) >= BACKGROUND_HASHING_SIZE
+        else None
+    )
+    sink = UploadSink(writer, background or digests, decoder)
     try:
         await body.deliver(sink)
     except (BodyConsumerStopped, IncompleteRequestBody):
@@ -161,5 +178,8 @@ async def receive_body(
             "IncompleteBody", "You did not provide the number of bytes specified by the "
             "Content-Length HTTP header."
         )
-    sink.finish()
+    finally:
+        if background is not None:
+            await background.finish()
+    sink.finish(digests)
     return digests

@@ -1,0 +1,225 @@
+"""
+The benchmark's own pieces (``bench/``) on tiny sizes, so that it cannot rot between the runs
+that produce ``bench/RESULTS.md``: signing, the load generator's parsers and clients, the
+resource watch, the table and the targets, and one round of the plan against a real gateway
+daemon on loopback (plus nginx and wrk when this machine has them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytest.importorskip("botocore")
+pytest.importorskip("psutil")
+
+from bench import dataset, load, profile  # noqa: E402
+from bench.install import ensure_tools, find  # noqa: E402
+from bench.monitor import Watch  # noqa: E402
+from bench.multipart import complete_body, parts  # noqa: E402
+from bench.presign import Endpoint, Signer  # noqa: E402
+from bench.report import markdown, number, table, targets  # noqa: E402
+from bench.results import Metric, Results, size_label  # noqa: E402
+from bench.peers import Nginx  # noqa: E402
+from bench.servers import Gateway, free_port  # noqa: E402
+from bench.suite import Suite  # noqa: E402
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_presigned_targets_carry_the_query_and_a_signature() -> None:
+    signer = Signer(Endpoint("127.0.0.1", 9000))
+    target = signer.target("GET", "a b/c", {"list-type": "2", "prefix": "x/"})
+    parts_ = urlsplit(target)
+    assert parts_.path == "/bench/a%20b/c"
+    query = parse_qs(parts_.query)
+    assert query["list-type"] == ["2"] and query["prefix"] == ["x/"]
+    assert query["X-Amz-SignedHeaders"] == ["host"]
+    assert len(query["X-Amz-Signature"][0]) == 64
+    other = signer.target("GET", "a b/d")
+    assert parse_qs(urlsplit(other).query)["X-Amz-Signature"] != query["X-Amz-Signature"]
+
+
+def test_split_and_parts_cover_the_object_exactly() -> None:
+    assert load.split(10, 3) == [(0, 4), (4, 3), (7, 3)]
+    assert load.split(2, 8) == [(0, 1), (1, 1)]
+    assert parts(40, 16) == [(0, 16), (16, 16), (32, 8)]
+    assert parts(32, 16) == [(0, 16), (16, 16)]
+    assert complete_body([(1, '"a"')]) == (
+        b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"a"</ETag></Part>'
+        b"</CompleteMultipartUpload>"
+    )
+
+
+def test_wrk_output_is_parsed_and_errors_are_not_counted_as_operations() -> None:
+    output = (
+        "Running 2s test\n"
+        'BENCHJSON {"requests":2000,"duration_us":2000000,"status_errors":10,"connect_errors":0,'
+        '"read_errors":0,"write_errors":0,"timeouts":0,"p50_us":1500,"p99_us":9000}\n'
+    )
+    result = load.parse_wrk_output(output)
+    assert result.ops_per_s == pytest.approx(995.0)
+    assert (result.p50_ms, result.p99_ms, result.errors) == (1.5, 9.0, 10)
+    with pytest.raises(load.LoadError):
+        load.parse_wrk_output("wrk: connection refused")
+    command = load.wrk_command("wrk", Endpoint("127.0.0.1", 1), "t.txt", "PUT", 1, 2, "body")
+    assert command[command.index("-t") + 1] == "1"
+    assert command[-4:] == ["t.txt", "PUT", "body", "1"]
+
+
+def _results() -> Results:
+    results = Results(
+        metrics=[
+            Metric("speed", "Speed", "MB/s", True),
+            Metric("time", "Time", "s", False),
+            Metric("rss", "RSS", "MB", False, peak=True),
+        ],
+        servers=["a", "b", "c"],
+    )
+    for value in (100.0, 300.0, 200.0):
+        results.add("speed", "a", value)
+    results.add("speed", "b", 50.0)
+    results.add("time", "a", 4.0)
+    results.add("time", "b", 2.0)
+    results.add("rss", "a", 10.0)
+    results.add("rss", "a", 30.0)
+    results.note("time", "b", "from 10 keys, scaled")
+    return results
+
+
+def test_medians_peaks_and_ratios_to_the_best_of_the_row() -> None:
+    results = _results()
+    assert results.value("speed", "a") == 200.0
+    assert results.value("rss", "a") == 30.0
+    assert results.ratio("speed", "b") == pytest.approx(0.25)
+    assert results.ratio("time", "a") == pytest.approx(0.5)
+    assert results.ratio("time", "b") == 1.0
+    assert results.value("speed", "c") is None and results.ratio("speed", "c") is None
+    text = table(results)
+    assert "| Speed | MB/s | 200 (1.00) | 50.0 (0.25) ¹ | — |" in text
+    assert "2.00 (1.00) ¹ [1]" in text and "[1] from 10 keys, scaled" in text
+    assert number(1234.5) == "1,234" and number(0.01234) == "0.012"
+    assert size_label(1 << 30) == "1 GiB" and size_label(16 << 20) == "16 MiB"
+
+
+def test_targets_say_met_or_missed_and_by_how_much() -> None:
+    results = Results(metrics=Suite.metrics(_FakeSuite()), servers=["gateway", "nginx", "rclone"])
+    results.add("get_big_1", "gateway", 600.0)
+    results.add("get_big_1", "nginx", 1000.0)
+    results.add("put_big_1", "gateway", 400.0)
+    results.add("get_small_64_ops", "gateway", 3000.0)
+    results.add("get_small_64_ops", "rclone", 2000.0)
+    results.add("rss_process", "gateway", 200.0)
+    checks = {check.text: check for check in targets(results, 1000.0, "gateway", "gateway-auto")}
+    assert checks["1 GiB GET, one stream: at least 0.5 of nginx"].verdict.startswith("met (0.60")
+    put = checks["1 GiB PUT, one stream: at least 0.8 of hashlib.md5 alone"].verdict
+    assert put.startswith("MISSED (0.40") and "short by 50%" in put
+    assert checks["4 KiB GET at c=64 (gateway): ahead of rclone"].verdict.startswith("met (1.50")
+    assert checks["4 KiB GET at c=64 (gateway): ahead of seaweedfs"].verdict == "not measured"
+    assert checks["Peak RSS of a gateway process under 150 MB (gateway)"].verdict.startswith("MISSED")
+    page = markdown(results, {"cores": "2"}, {"gateway": "s3gateway x"}, list(checks.values()),
+                    1000.0, ["a note"], "", "python bench/run.py", "today")
+    assert "- cores: 2" in page and "**s3gateway x**" not in page and "a note" in page
+
+
+class _FakeSuite:
+    sizes = dataset.Sizes()
+    streams = 8
+    multipart_streams = 4
+    concurrencies = (1, 16, 64)
+
+
+def test_py_spy_raw_output_is_summarised_by_self_time() -> None:
+    raw = (
+        "<module> (twistd:8);run (/x/site-packages/twisted/internet/base.py:10);"
+        "doRead (/x/site-packages/twisted/internet/tcp.py:5) 30\n"
+        "<module> (twistd:8);_pump (/src/gateway/http/producer.py:20) 10\n"
+        "garbage\n"
+    )
+    functions, files, total = profile.parse_raw(raw)
+    assert total == 40
+    assert functions["doRead (internet/tcp.py)"] == 30
+    assert files["gateway/http/producer.py"] == 10
+    lines = profile.summary("GET", raw)
+    assert lines[0] == "**GET** (40 samples of busy threads)"
+    assert "doRead (internet/tcp.py) 75%" in lines[2]
+
+
+def test_md5_rate_and_the_data_set_layout(tmp_path) -> None:
+    assert load.md5_rate(4 << 20) > 1.0
+    sizes = dataset.Sizes(big=3 << 20, small_count=5, list_keys=250, peer_list_keys=250)
+    assert dataset.tree_keys(250)[-1] == "tree/d0002/k0049"
+    dataset.make_shared_tree(str(tmp_path / "root"), str(tmp_path / "source"), sizes)
+    bucket = tmp_path / "root" / "bench"
+    assert (bucket / "big" / "object").stat().st_size == 3 << 20
+    assert (tmp_path / "source").read_bytes() == (bucket / "big" / "object").read_bytes()
+    assert len(os.listdir(bucket / "flat")) == 250
+    assert sorted(os.listdir(bucket / "tree")) == ["d0000", "d0001", "d0002"]
+    assert (bucket / "small" / "00004").stat().st_size == 4096
+
+
+def test_the_resource_watch_sees_this_process() -> None:
+    watch = Watch(os.getpid(), interval=0.01).start()
+    sum(i * i for i in range(300_000))
+    usage = watch.stop()
+    assert usage.peak_rss > 10_000_000 and usage.peak_process_rss == usage.peak_rss
+    assert usage.cpu_seconds > 0
+
+
+def test_tools_are_found_without_installing() -> None:
+    tools = ensure_tools(install=False, say=lambda text: None)
+    for name in ("rclone", "weed", "moto_server", "py-spy", "nginx", "wrk"):
+        assert (name in tools.paths) != (name in tools.missing)
+    assert find("python3") or find(os.path.basename(sys.executable))
+    import socket
+
+    port = free_port(also_free=10000)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port + 10000))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    yield str(tmp_path)
+    shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+def test_one_round_against_the_gateway(workdir) -> None:
+    """
+    The plan end to end on tiny sizes: the gateway started as the benchmark starts it, every test
+    run once, figures recorded, the table made; nginx and wrk join when installed.
+    """
+    sizes = dataset.Sizes(big=6 << 20, small_count=20, list_keys=300, peer_list_keys=300,
+                          part_size=5 << 20)
+    root, source = os.path.join(workdir, "files"), os.path.join(workdir, "source")
+    dataset.make_shared_tree(root, source, sizes)
+    servers = [Gateway("gateway", source=REPOSITORY)]
+    if find("nginx"):
+        servers.append(Nginx("nginx", binary=find("nginx")))
+    started = []
+    try:
+        for server in servers:
+            server.start(workdir, root)
+            started.append(server)
+        suite = Suite(started, sizes, workdir, source, find("wrk"), duration=1,
+                      concurrencies=(4,), say=lambda text: None)
+        suite.warm_up()
+        assert suite.run(rounds=1, deadline=float("inf")) == 1
+    finally:
+        for server in started:
+            server.stop()
+    results = suite.results
+    for key in ("get_big_1", "get_big_n", "put_big_1", "put_big_n", "mpu", "list_flat",
+                "list_tree", "list_flat_cold", "cpu_get", "rss_total"):
+        assert results.value(key, "gateway") is not None, (key, results.notes)
+    assert results.value("list_flat", "nginx") is None
+    if find("wrk"):
+        assert results.value("get_small_4_ops", "gateway") > 0
+        assert results.value("put_small_4_p99", "gateway") > 0
+    assert os.path.getsize(os.path.join(root, "bench", "put", "gateway", "multipart")) == 6 << 20
+    assert "GET 6 MiB, 1 stream" in table(results)
+    assert all(server.process.poll() is not None for server in started)

@@ -12,7 +12,6 @@ With ``--workers N`` above 1 the service supervises N worker processes instead o
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Optional
 
 from twisted.application.internet import StreamServerEndpointService

@@ -17,7 +17,7 @@ import socket
 import string
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Iterator, Optional, Set, Tuple
 
 import pytest
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from twisted.internet.interfaces import IConsumer, IProducer, IReactorFromThreads
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.http.streaming import BodyConsumerStopped, IncompleteRequestBody, RequestBody

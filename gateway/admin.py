@@ -2,9 +2,9 @@
 ``s3gateway-admin``: the operator's command for users, access keys and connections.
 
 It opens the gateway's SQLite file directly and runs the store's own SQL functions
-(L{gateway.store.sqlite}) in the calling thread, without a reactor: the command is short-lived,
-may run many times in one process (the tests do), and WAL mode lets it work while the daemon's
-workers hold the same file open. Each command is one transaction.
+(L{gateway.store.sqlite_queries}) in the calling thread, without a reactor: the command is
+short-lived, may run many times in one process (the tests do), and WAL mode lets it work while the
+daemon's workers hold the same file open. Each command is one transaction.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import (
 )
 
 from gateway.model import AccessKey, Connection
-from gateway.store import sqlite as queries
+from gateway.store import sqlite_queries as queries
 from gateway.store.names import (
     validate_access_key_id,
     validate_bucket_name,
@@ -39,6 +39,7 @@ from gateway.store.names import (
     validate_user_name,
 )
 from gateway.store.schema import SchemaTooNew
+from gateway.store.sqlite import DATABASE_FILENAME, connect, transaction
 
 PROGRAM = "s3gateway-admin"
 DEFAULT_DATA_DIR = "/var/lib/s3gateway"
@@ -264,12 +265,12 @@ def run(
     except SystemExit as leaving:  # --help
         return leaving.code if isinstance(leaving.code, int) else 0
     try:
-        db = queries.connect(os.path.join(args.data, queries.DATABASE_FILENAME))
+        db = connect(os.path.join(args.data, DATABASE_FILENAME))
     except (OSError, sqlite3.Error, SchemaTooNew) as error:
         stderr.write(f"{PROGRAM}: error: cannot open the database in {args.data}: {error}\n")
         return 1
     try:
-        with queries.transaction(db):
+        with transaction(db):
             value, lines = args.handler(db, args)
     except (UsageError, ValueError) as error:
         stderr.write(f"{PROGRAM}: error: {error}\n")

@@ -17,8 +17,8 @@ import pytest
 import pytest_twisted
 
 from gateway import admin
-from gateway.store import sqlite
-from gateway.store.sqlite import DATABASE_FILENAME, open_sqlite_store
+from gateway.store import sqlite_queries as queries
+from gateway.store.sqlite import DATABASE_FILENAME, connect, open_sqlite_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ class Admin:
         assert message in lines[0], lines[0]
 
     def database(self):
-        return sqlite.connect(os.path.join(self.data, DATABASE_FILENAME))
+        return connect(os.path.join(self.data, DATABASE_FILENAME))
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_user_add_prints_a_working_key(cli):
     key_id = re.fullmatch(r"access_key_id: (GW[A-Z0-9]{18})", lines[1]).group(1)
     secret = re.fullmatch(r"secret_access_key: ([A-Za-z0-9/+]{40})", lines[2]).group(1)
     db = cli.database()
-    key = sqlite.get_key(db, key_id)
+    key = queries.get_key(db, key_id)
     assert (key.user, key.secret_access_key) == ("alice", secret)
     db.close()
 
@@ -95,7 +95,7 @@ def test_user_add_json_with_a_given_pair(cli):
         "secret_access_key": "old/sec+ret",
     }
     db = cli.database()
-    assert sqlite.get_key(db, "AKIAOLD").secret_access_key == "old/sec+ret"
+    assert queries.get_key(db, "AKIAOLD").secret_access_key == "old/sec+ret"
     db.close()
 
 
@@ -133,7 +133,7 @@ def test_user_remove_takes_keys_and_buckets(cli, bucket_dir):
     assert cli.json("user", "list") == []
     assert cli.json("connection", "list") == []
     db = cli.database()
-    assert sqlite.get_key(db, key_id) is None
+    assert queries.get_key(db, key_id) is None
     db.close()
     cli.fails("user", "remove", "alice", message="no user named 'alice'")
     assert cli.json("user", "add", "bob")["user"] == "bob"
@@ -194,7 +194,7 @@ def test_connection_add_stores_an_absolute_path(cli, tmp_path, bucket_dir, monke
     assert (added["user"], added["bucket"], added["backend"]) == ("alice", "archive", "local")
     assert (added["read_only"], added["created_by_s3"]) == (True, False)
     db = cli.database()
-    stored = sqlite.get_connection(db, "alice", "archive")
+    stored = queries.get_connection(db, "alice", "archive")
     assert stored.read_only and stored.settings == {"path": str(bucket_dir)}
     db.close()
 

@@ -15,7 +15,8 @@ from twisted.web.iweb import IRequest
 from gateway.interfaces import IMetadataStore
 from gateway.s3.errors import S3Error
 from gateway.s3.sigv2 import parse_v2
-from gateway.s3.sigv4 import RequestFacts, VerifiedSignature, parse_v4
+from gateway.s3.sigv4 import RequestFacts, VerifiedSignature
+from gateway.s3.sigv4_parse import parse_v4
 
 
 @frozen

@@ -9,7 +9,9 @@ Payload in a Single Chunk" and "Authenticating Requests: Using Query Parameters"
 other AWS services in that it does not normalise the path (no ``//`` or ``.`` folding) and in the
 ``x-amz-content-sha256`` header, which names how the payload is protected.
 
-This module is pure: it neither reads the clock nor looks up secrets; the caller hands both in.
+This module holds the maths and the check; reading a signature off a request is
+:mod:`gateway.s3.sigv4_parse`'s. Both are pure: they neither read the clock nor look up secrets;
+the caller hands both in.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import hashlib
 import hmac
 import re
 import time
-from datetime import timezone
-from email.utils import parsedate_to_datetime
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from attrs import field, frozen
@@ -40,29 +40,16 @@ STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 PAYLOAD_MODES = frozenset(
     [UNSIGNED_PAYLOAD, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER]
 )
-#: The longest validity of a presigned URL: seven days ("Authenticating Requests: Using Query
-#: Parameters", X-Amz-Expires).
-MAX_EXPIRES = 604800
 
 SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your key and signing method."
 )
-_CREDENTIAL_FORM = 'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
-_HEADER_PREFIX = "The authorization header is malformed; "
-_QUERY_PREFIX = "Error parsing the X-Amz-Credential parameter; "
-_QUERY_PARAMETERS = (
-    "X-Amz-Algorithm",
-    "X-Amz-Credential",
-    "X-Amz-Signature",
-    "X-Amz-Date",
-    "X-Amz-SignedHeaders",
-    "X-Amz-Expires",
-)
+#: How S3 begins the messages of malformed-signature errors, in a header or a query.
+HEADER_ERROR_PREFIX = "The authorization header is malformed; "
+QUERY_ERROR_PREFIX = "Error parsing the X-Amz-Credential parameter; "
 
 _TIMESTAMP = re.compile(r"\A\d{8}T\d{6}Z\Z")
-_HEX_SIGNATURE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
-_HEADER_NAME = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _BLANKS = re.compile(rb"[ \t]+")
 
 
@@ -184,6 +171,13 @@ def canonical_headers(headers: Mapping[str, Sequence[str]], names: Sequence[str]
     return b"".join(lines)
 
 
+def malformed_code(presigned: bool) -> str:
+    """
+    The code S3 gives a malformed signature: in the query when ``presigned``, else in the header.
+    """
+    return "AuthorizationQueryParametersError" if presigned else "AuthorizationHeaderMalformed"
+
+
 @frozen
 class SignatureV4:
     """
@@ -231,9 +225,9 @@ class SignatureV4:
         Refuse a signature made for another region, as S3 does.
         """
         if self.region != region:
-            prefix = _QUERY_PREFIX if self.presigned else _HEADER_PREFIX
+            prefix = QUERY_ERROR_PREFIX if self.presigned else HEADER_ERROR_PREFIX
             raise S3Error(
-                _malformed_code(self.presigned),
+                malformed_code(self.presigned),
                 f"{prefix}the region '{self.region}' is wrong; expecting '{region}'",
                 Region=region,
             )
@@ -317,210 +311,6 @@ class SignatureV4:
                 "There were headers present in the request which were not signed",
                 HeadersNotSigned=", ".join(unsigned),
             )
-
-
-def parse_v4(facts: RequestFacts) -> Optional[SignatureV4]:
-    """
-    The V4 signature a request carries in its ``Authorization`` header or its query, or ``None``
-    when it carries none (anonymous, or another scheme, left to the caller).
-
-    :raise S3Error: ``AuthorizationHeaderMalformed``, ``AuthorizationQueryParametersError``,
-        ``InvalidRequest``/``InvalidArgument`` for a missing or bad x-amz-content-sha256,
-        ``AccessDenied`` for a missing date, ``NotImplemented`` for session tokens.
-    """
-    authorization = (facts.header("authorization") or "").strip()
-    if authorization:
-        if authorization.split(None, 1)[0] != ALGORITHM:
-            return None
-        return _parse_header(facts, authorization)
-    query = {}
-    for name, value in query_pairs(facts.raw_query):
-        query.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    if "X-Amz-Algorithm" in query or "X-Amz-Credential" in query or "X-Amz-Signature" in query:
-        return _parse_query(facts, query)
-    return None
-
-
-def _malformed_code(presigned: bool) -> str:
-    return "AuthorizationQueryParametersError" if presigned else "AuthorizationHeaderMalformed"
-
-
-def _parse_header(facts: RequestFacts, authorization: str) -> SignatureV4:
-    components: Dict[str, str] = {}
-    for part in authorization[len(ALGORITHM) :].split(","):
-        name, equals, value = part.strip().partition("=")
-        if not equals or name in components:
-            components = {}
-            break
-        components[name] = value.strip()
-    if set(components) != {"Credential", "SignedHeaders", "Signature"}:
-        raise S3Error(
-            "AuthorizationHeaderMalformed",
-            _HEADER_PREFIX + "the authorization header requires three components: "
-            "Credential, SignedHeaders, and Signature.",
-        )
-    timestamp, date_header = _header_timestamp(facts)
-    payload_hash = facts.header("x-amz-content-sha256")
-    if payload_hash is None:
-        # What S3 answers (aws/aws-cli#2134 shows its XML body).
-        raise S3Error(
-            "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
-        )
-    _check_payload_hash(payload_hash)
-    signature = _signature(
-        components["Credential"],
-        timestamp,
-        components["SignedHeaders"],
-        components["Signature"],
-        payload_hash,
-        expires=None,
-    )
-    if date_header not in signature.signed_headers:
-        # An unsigned date could be replaced to replay the request later.
-        raise S3Error(
-            "AuthorizationHeaderMalformed",
-            f"{_HEADER_PREFIX}the {date_header} header must be signed.",
-        )
-    return signature
-
-
-def _header_timestamp(facts: RequestFacts) -> Tuple[str, str]:
-    """
-    The request time from x-amz-date or, failing that, the RFC 1123 Date header, as S3 accepts,
-    and the name of the header it came from.
-    """
-    invalid = S3Error(
-        "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
-    )
-    amz_date = facts.header("x-amz-date")
-    if amz_date is not None:
-        if parse_timestamp(amz_date.strip()) is None:
-            raise invalid
-        return amz_date.strip(), "x-amz-date"
-    date = facts.header("date")
-    if date is None:
-        raise invalid
-    try:
-        when = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
-        raise invalid from None
-    # "-0000" (what botocore writes) parses to a naive time: it is UTC too.
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
-    return when.strftime("%Y%m%dT%H%M%SZ"), "date"
-
-
-def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
-    if "X-Amz-Security-Token" in query:
-        raise S3Error("NotImplemented", "Temporary security credentials are not supported.")
-    if any(name not in query for name in _QUERY_PARAMETERS):
-        raise S3Error(
-            "AuthorizationQueryParametersError",
-            "Query-string authentication version 4 requires the X-Amz-Algorithm, "
-            "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, "
-            "and X-Amz-Expires parameters.",
-        )
-    if query["X-Amz-Algorithm"] != ALGORITHM:
-        raise S3Error(
-            "AuthorizationQueryParametersError",
-            f'X-Amz-Algorithm only supports "{ALGORITHM}"',
-        )
-    expires_text = query["X-Amz-Expires"]
-    if not re.match(r"\A-?\d{1,12}\Z", expires_text):
-        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
-    expires = int(expires_text)
-    if expires < 1:
-        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
-    if expires > MAX_EXPIRES:
-        raise S3Error(
-            "AuthorizationQueryParametersError",
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-        )
-    timestamp = query["X-Amz-Date"]
-    if parse_timestamp(timestamp) is None:
-        raise S3Error(
-            "AuthorizationQueryParametersError",
-            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
-        )
-    payload_hash = (
-        query.get("X-Amz-Content-Sha256")
-        or facts.header("x-amz-content-sha256")
-        or UNSIGNED_PAYLOAD
-    )
-    _check_payload_hash(payload_hash)
-    return _signature(
-        query["X-Amz-Credential"],
-        timestamp,
-        query["X-Amz-SignedHeaders"],
-        query["X-Amz-Signature"],
-        payload_hash,
-        expires=expires,
-    )
-
-
-def _check_payload_hash(payload_hash: str) -> None:
-    if payload_hash in PAYLOAD_MODES or re.match(r"\A[0-9a-fA-F]{64}\Z", payload_hash):
-        return
-    if payload_hash.startswith("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"):
-        raise S3Error("NotImplemented", "Signature Version 4A is not supported.")
-    # The message S3 answers, naming the values it accepts.
-    raise S3Error(
-        "InvalidArgument",
-        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
-        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
-        "or a valid sha256 value.",
-        ArgumentName="x-amz-content-sha256",
-        ArgumentValue=payload_hash,
-    )
-
-
-def _signature(
-    credential: str,
-    timestamp: str,
-    signed_headers: str,
-    signature: str,
-    payload_hash: str,
-    expires: Optional[int],
-) -> SignatureV4:
-    presigned = expires is not None
-    code = _malformed_code(presigned)
-    prefix = _QUERY_PREFIX if presigned else _HEADER_PREFIX
-    parts = credential.rsplit("/", 4)
-    if len(parts) != 5 or not all(parts) or not re.match(r"\A\d{8}\Z", parts[1]):
-        raise S3Error(code, f"{prefix}the Credential is mal-formed; {_CREDENTIAL_FORM}")
-    access_key_id, date, region, service, terminator = parts
-    if service != SERVICE:
-        raise S3Error(
-            code, f'{prefix}incorrect service "{service}". This endpoint belongs to "{SERVICE}".'
-        )
-    if terminator != TERMINATOR:
-        raise S3Error(
-            code, f'{prefix}incorrect terminal "{terminator}". This endpoint uses "{TERMINATOR}".'
-        )
-    if date != timestamp[:8]:
-        raise S3Error(
-            code, f"{prefix}Invalid credential date. Date is not the same as X-Amz-Date."
-        )
-    names = tuple(signed_headers.split(";"))
-    if not all(_HEADER_NAME.match(n) for n in names) or len(set(names)) != len(names):
-        raise S3Error(code, f"{prefix}the SignedHeaders are mal-formed.")
-    if "host" not in names:
-        # S3 requires the Host header to be signed ("Authenticating Requests (AWS Signature
-        # Version 4)", "Canonical headers").
-        raise S3Error(code, f"{prefix}the SignedHeaders must include host.")
-    if not _HEX_SIGNATURE.match(signature):
-        raise S3Error(code, f"{prefix}the Signature is mal-formed.")
-    return SignatureV4(
-        access_key_id=access_key_id,
-        timestamp=timestamp,
-        scope=f"{date}/{region}/{service}/{terminator}",
-        region=region,
-        signed_headers=names,
-        signature=signature,
-        presigned=presigned,
-        expires=expires,
-        payload_hash=payload_hash,
-    )
 
 
 def _hex_bytes(data: bytes) -> str:

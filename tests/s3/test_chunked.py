@@ -26,8 +26,8 @@ from gateway.s3.sigv4 import (
     STREAMING_UNSIGNED_TRAILER,
     RequestFacts,
     VerifiedSignature,
-    parse_v4,
 )
+from gateway.s3.sigv4_parse import parse_v4
 
 from .test_sigv4 import EXAMPLE_SECRET, EXAMPLE_TIME, example_streaming_put
 

@@ -23,10 +23,10 @@ from gateway.s3.sigv4 import (
     SignatureV4,
     canonical_query,
     canonical_uri,
-    parse_v4,
     parse_timestamp,
     query_pairs,
 )
+from gateway.s3.sigv4_parse import parse_v4
 
 ACCESS_KEY = "AKIDGATEWAYTEST"
 SECRET = "s3cr3t/with+odd=chars"

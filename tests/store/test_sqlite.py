@@ -15,9 +15,9 @@ import pytest
 import pytest_twisted
 
 from gateway.model import Connection
-from gateway.store import sqlite
+from gateway.store import sqlite_queries as queries
 from gateway.store.schema import MIGRATIONS, Migration, SchemaTooNew, current_version, migrate
-from gateway.store.sqlite import DATABASE_FILENAME, open_sqlite_store
+from gateway.store.sqlite import DATABASE_FILENAME, connect, open_sqlite_store, transaction
 from tests.store.contract import StoreContract, store_fixture
 
 
@@ -134,13 +134,13 @@ async def test_store_sees_what_another_process_wrote(tmp_path):
     opened = await _open_in(tmp_path)
     try:
         await opened.add_user("alice")
-        other = sqlite.connect(str(tmp_path / "data" / DATABASE_FILENAME))
-        with sqlite.transaction(other):
-            sqlite.add_user(other, "bob", 1.0)
-            sqlite.create_key(other, "bob", 1.0, "BOBKEY", "bobsecret")
+        other = connect(str(tmp_path / "data" / DATABASE_FILENAME))
+        with transaction(other):
+            queries.add_user(other, "bob", 1.0)
+            queries.create_key(other, "bob", 1.0, "BOBKEY", "bobsecret")
         assert (await opened.get_key("BOBKEY")).user == "bob"
-        with sqlite.transaction(other):
-            sqlite.revoke_key(other, "BOBKEY")
+        with transaction(other):
+            queries.revoke_key(other, "BOBKEY")
         assert await opened.get_key("BOBKEY") is None
         other.close()
     finally:
@@ -149,40 +149,40 @@ async def test_store_sees_what_another_process_wrote(tmp_path):
 
 def test_reader_is_not_blocked_by_a_writer(tmp_path):
     path = str(tmp_path / DATABASE_FILENAME)
-    writer = sqlite.connect(path)
-    reader = sqlite.connect(path)
-    with sqlite.transaction(writer):
-        sqlite.add_user(writer, "alice", 1.0)
+    writer = connect(path)
+    reader = connect(path)
+    with transaction(writer):
+        queries.add_user(writer, "alice", 1.0)
     writer.execute("BEGIN IMMEDIATE")
-    sqlite.add_user(writer, "bob", 2.0)
+    queries.add_user(writer, "bob", 2.0)
     # The writer holds the write lock; the reader goes on at once and sees the last commit.
     started = time.monotonic()
-    with sqlite.transaction(reader, write=False):
-        assert [u.name for u in sqlite.list_users(reader)] == ["alice"]
+    with transaction(reader, write=False):
+        assert [u.name for u in queries.list_users(reader)] == ["alice"]
     assert time.monotonic() - started < 1.0
     writer.execute("COMMIT")
-    with sqlite.transaction(reader, write=False):
-        assert [u.name for u in sqlite.list_users(reader)] == ["alice", "bob"]
+    with transaction(reader, write=False):
+        assert [u.name for u in queries.list_users(reader)] == ["alice", "bob"]
     writer.close()
     reader.close()
 
 
 def test_second_writer_waits_for_the_first(tmp_path):
     path = str(tmp_path / DATABASE_FILENAME)
-    first = sqlite.connect(path)
-    second = sqlite.connect(path)
+    first = connect(path)
+    second = connect(path)
     outcome = []
 
     def write_from_another_connection():
         try:
-            with sqlite.transaction(second):
-                sqlite.add_user(second, "bob", 2.0)
+            with transaction(second):
+                queries.add_user(second, "bob", 2.0)
             outcome.append("ok")
         except Exception as error:  # reported through outcome
             outcome.append(error)
 
     first.execute("BEGIN IMMEDIATE")
-    sqlite.add_user(first, "alice", 1.0)
+    queries.add_user(first, "alice", 1.0)
     thread = threading.Thread(target=write_from_another_connection)
     thread.start()
     time.sleep(0.3)
@@ -190,20 +190,20 @@ def test_second_writer_waits_for_the_first(tmp_path):
     first.execute("COMMIT")
     thread.join(10)
     assert outcome == ["ok"]
-    with sqlite.transaction(first, write=False):
-        assert [u.name for u in sqlite.list_users(first)] == ["alice", "bob"]
+    with transaction(first, write=False):
+        assert [u.name for u in queries.list_users(first)] == ["alice", "bob"]
     first.close()
     second.close()
 
 
 def test_failed_transaction_leaves_nothing(tmp_path):
-    db = sqlite.connect(str(tmp_path / DATABASE_FILENAME))
+    db = connect(str(tmp_path / DATABASE_FILENAME))
     with pytest.raises(ValueError):
-        with sqlite.transaction(db):
-            sqlite.add_user(db, "alice", 1.0)
-            sqlite.add_user(db, "alice", 1.0)
-    with sqlite.transaction(db, write=False):
-        assert sqlite.list_users(db) == []
+        with transaction(db):
+            queries.add_user(db, "alice", 1.0)
+            queries.add_user(db, "alice", 1.0)
+    with transaction(db, write=False):
+        assert queries.list_users(db) == []
     db.close()
 
 
@@ -313,8 +313,8 @@ def test_new_database_gets_every_table(tmp_path):
 
 
 def test_generated_keys_use_the_whole_alphabet():
-    ids = {sqlite.generate_access_key_id()[2:] for _ in range(200)}
-    secrets_ = {sqlite.generate_secret_key() for _ in range(200)}
+    ids = {queries.generate_access_key_id()[2:] for _ in range(200)}
+    secrets_ = {queries.generate_secret_key() for _ in range(200)}
     assert len(ids) == 200 and len(secrets_) == 200
     assert set("".join(ids)) == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
     assert set("".join(secrets_)) == set(
@@ -323,10 +323,10 @@ def test_generated_keys_use_the_whole_alphabet():
 
 
 def test_connection_settings_round_trip_as_json(tmp_path):
-    db = sqlite.connect(str(tmp_path / DATABASE_FILENAME))
-    with sqlite.transaction(db):
-        sqlite.add_user(db, "alice", 1.0)
-        sqlite.add_connection(db, Connection("alice", "b", "local", {"path": "/a b/ü"}), 2.0)
+    db = connect(str(tmp_path / DATABASE_FILENAME))
+    with transaction(db):
+        queries.add_user(db, "alice", 1.0)
+        queries.add_connection(db, Connection("alice", "b", "local", {"path": "/a b/ü"}), 2.0)
     stored = db.execute("SELECT settings FROM connections").fetchone()[0]
     assert stored == '{"path": "/a b/\\u00fc"}'
     db.close()

@@ -211,8 +211,6 @@ class StreamingRequest(server.Request):
     def gotLength(self, length: Optional[int]) -> None:
         self.body = RequestBody(self, length)
         self.content = None  # nothing is spooled; see the module docstring
-        if length == 0:
-            return
         expect = self.requestHeaders.getRawHeaders(b"expect") or []
         channel = self.channel
         self._continue_expected = bool(
@@ -220,6 +218,14 @@ class StreamingRequest(server.Request):
             and expect[0].lower() == b"100-continue"
             and channel._version == b"HTTP/1.1"
         )
+        if length == 0:
+            if self._continue_expected:
+                # An empty body that still asked: answer 100 at once, as stock twisted.web
+                # does. botocore (aws cli) sends Expect on every upload, empty ones too, and
+                # misreads the next response on the connection when no 100 came.
+                self._continue_sent = True
+                channel._send100Continue()
+            return
         self._dispatched_early = True
         self._begin(channel._command, channel._path, channel._version)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Dict
 
@@ -178,3 +179,23 @@ def test_rm_recursive_many_keys(
     assert deleted_singly == MANY or (deleted_singly == 0 and batches >= MANY // 1000), operations
     statuses = [line.split()[4] for line in log.lines() if "op=DeleteObject" in line]
     assert set(statuses) <= {"200", "204"}, statuses
+
+
+def test_empty_file_then_another_upload_on_one_connection(
+    aws: AwsCli, s3, bucket: Bucket, tmp_path: Path
+) -> None:
+    """
+    One connection (max_concurrent_requests = 1) carries the upload of an empty file, then of
+    a small one: both with ``Expect: 100-continue``. See test_expect_continue's
+    test_empty_body_with_expect_leaves_connection_usable for what goes wrong when the server
+    skips the ``100 Continue`` of the empty upload and keeps the connection.
+    """
+    Path(aws.env["AWS_CONFIG_FILE"]).write_text("[default]\ns3 =\n  max_concurrent_requests = 1\n")
+    write(tmp_path / "up" / "a" / "0-empty", b"")
+    write(tmp_path / "up" / "a" / "1-small", b"small body")
+    write(tmp_path / "up" / "a" / "2-large", os.urandom(9 * 1024 * 1024))
+    started = time.monotonic()
+    aws("s3", "cp", "--recursive", "--no-progress", str(tmp_path / "up"), f"s3://{bucket.name}/")
+    elapsed = time.monotonic() - started
+    assert tree_bytes(bucket.path) == tree_bytes(tmp_path / "up")
+    assert elapsed < 30, f"took {elapsed:.0f}s: a response was misread and waited for a timeout"

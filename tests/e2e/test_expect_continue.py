@@ -251,3 +251,32 @@ def test_upload_part_of_unknown_upload(
         query=(("partNumber", "1"), ("uploadId", "no-such-upload")),
     )  # fmt: skip
     assert (response.status, response.error_code) == (404, "NoSuchUpload")
+
+
+def test_empty_body_with_expect_leaves_connection_usable(
+    gateway: Daemon, s3, signer: Signer, bucket: Bucket
+) -> None:
+    """
+    An empty upload that announces ``Expect: 100-continue`` (botocore does so for every file
+    body, empty files included). RFC 9110 lets a server skip the ``100 Continue`` when there is
+    no content, but the aws cli's botocore then keeps the early status line and misreads the next
+    response on that connection (its ``request()`` resets the response class only for requests
+    without Expect): ``aws s3 sync`` of an empty file then a multipart part fails with ``'ETag'``,
+    or a small upload waits for the server's idle timeout. S3 answers ``100 Continue`` here; a
+    server may also close the connection instead.
+    """
+    path = f"/{bucket.name}/empty"
+    connection = RawConnection(gateway.port)
+    try:
+        connection.send_head("PUT", path, signed_head(gateway.port, signer, "PUT", path, b""))
+        first = connection.read_response()
+        final = connection.read_response() if first.status == 100 else first
+    finally:
+        connection.close()
+    assert final.status == 200, final.body
+    assert final.headers["etag"] == '"' + hashlib.md5(b"").hexdigest() + '"'
+    assert first.status == 100 or final.headers.get("connection", "").lower() == "close", (
+        "a final answer without 100 Continue on a kept-alive connection: "
+        f"{connection.received!r}"
+    )
+    assert (bucket.path / "empty").read_bytes() == b""

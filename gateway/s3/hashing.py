@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IProducer, IReactorFromThreads
 
 from gateway.s3.checksums import BodyDigests
 
-HIGH_WATER = 8 * 1024 * 1024
-LOW_WATER = 2 * 1024 * 1024
+HIGH_WATER = 2 * 1024 * 1024
+LOW_WATER = 512 * 1024
 
 
 class BackgroundDigests:

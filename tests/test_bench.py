@@ -166,7 +166,8 @@ def test_the_resource_watch_sees_this_process() -> None:
     watch = Watch(os.getpid(), interval=0.01).start()
     sum(i * i for i in range(300_000))
     usage = watch.stop()
-    assert usage.peak_rss > 10_000_000 and usage.peak_process_rss == usage.peak_rss
+    # The test process may have children (daemons of session fixtures): their memory adds up.
+    assert usage.peak_rss >= usage.peak_process_rss > 10_000_000
     assert usage.cpu_seconds > 0
 
 

@@ -21,11 +21,17 @@ from gateway.s3.conditions import check_early, write_condition
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
 from gateway.s3.listings import owner_node
-from gateway.s3.objects import backend_of, refuse_unsupported_headers, stored_headers, user_metadata
+from gateway.s3.objects import (
+    backend_of,
+    refuse_unsupported_headers,
+    store_body,
+    stored_headers,
+    upload_answer,
+    user_metadata,
+)
 from gateway.s3.responses import empty, quoted_etag, xml_body
 from gateway.s3.smallbody import collect_body
 from gateway.s3.tagging import tags_from_header
-from gateway.s3.upload import receive_body
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000
@@ -97,37 +103,18 @@ def part_number(context: OperationContext) -> int:
 
 
 async def upload_part(context: OperationContext, store: IMetadataStore) -> bytes:
-    if context.header("x-amz-copy-source") is not None:
-        raise S3Error("NotImplemented", "UploadPartCopy is not supported yet.")
     number = part_number(context)
     upload = await find_upload(context, store)
     refuse_read_only(context)
     writer = await backend_of(context).start_part_write(upload.upload_id, number)
-    try:
-        digests = await receive_body(
-            context.request.body,  # type: ignore[attr-defined]
-            writer,
-            context.facts.headers,
-            context.caller.payload_hash,
-            context.caller.signature,
-            reactor=context.reactor,
-        )
-        info = await writer.commit(WriteMetadata(etag=digests.md5_hex))
-    except BaseException:
-        await writer.abort()
-        raise
+    info, digests = await store_body(context, writer, WriteMetadata(etag=""))
     try:
         await store.put_part(
             UploadedPart(upload.upload_id, number, info.etag, info.size, time.time())
         )
     except KeyError:
         raise no_such_upload()
-    request = context.request
-    request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
-    checksum = digests.checksum_header()
-    if checksum is not None:
-        request.setHeader(checksum[0].encode("ascii"), checksum[1].encode("ascii"))
-    return empty(request)
+    return upload_answer(context, info, digests)
 
 
 def parse_part_list(body: bytes) -> List[Tuple[int, str]]:

@@ -4,13 +4,15 @@ Object operations: GetObject, HeadObject, PutObject, DeleteObject.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from gateway.interfaces import IBackend
 from attrs import evolve
 from twisted.web.http import datetimeToString
 
-from gateway.model import ByteRange, ObjectInfo, WriteMetadata
+from gateway.interfaces import IObjectWriter
+from gateway.model import ByteRange, ObjectInfo, WriteCondition, WriteMetadata
+from gateway.s3.checksums import BodyDigests
 from gateway.s3.context import OperationContext
 from gateway.s3.conditions import check_early, write_condition
 from gateway.s3.errors import S3Error
@@ -197,6 +199,20 @@ async def put_object(context: OperationContext) -> bytes:
     metadata = write_metadata(context, "")
     await check_early(backend, context.key, condition)
     writer = await backend.start_write(context.key)
+    info, digests = await store_body(context, writer, metadata, condition)
+    return upload_answer(context, info, digests)
+
+
+async def store_body(
+    context: OperationContext,
+    writer: IObjectWriter,
+    metadata: WriteMetadata,
+    condition: Optional[WriteCondition] = None,
+) -> Tuple[ObjectInfo, BodyDigests]:
+    """
+    Stream the request body into C{writer} and commit it with C{metadata} (its ETag the body's
+    MD5); abort the writer on any failure. Used by PutObject and UploadPart.
+    """
     try:
         digests = await receive_body(
             context.request.body,  # type: ignore[attr-defined]
@@ -210,6 +226,13 @@ async def put_object(context: OperationContext) -> bytes:
     except BaseException:
         await writer.abort()
         raise
+    return info, digests
+
+
+def upload_answer(context: OperationContext, info: ObjectInfo, digests: BodyDigests) -> bytes:
+    """
+    The answer to a stored upload: its ETag, and the checksum the client asked for.
+    """
     request = context.request
     request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
     checksum = digests.checksum_header()

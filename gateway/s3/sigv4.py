@@ -49,7 +49,7 @@ SIGNATURE_MISMATCH = (
 HEADER_ERROR_PREFIX = "The authorization header is malformed; "
 QUERY_ERROR_PREFIX = "Error parsing the X-Amz-Credential parameter; "
 
-_TIMESTAMP = re.compile(r"\A\d{8}T\d{6}Z\Z")
+_TIMESTAMP = re.compile(r"\A[0-9]{8}T[0-9]{6}Z\Z")
 _BLANKS = re.compile(rb"[ \t]+")
 
 
@@ -113,10 +113,17 @@ def parse_timestamp(timestamp: str) -> Optional[float]:
     """
     if not _TIMESTAMP.match(timestamp):
         return None
-    try:
-        return float(calendar.timegm(time.strptime(timestamp, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
+    # Fields sliced by hand: time.strptime costs more than the rest of a signature check.
+    fields = (
+        int(timestamp[0:4]), int(timestamp[4:6]), int(timestamp[6:8]),
+        int(timestamp[9:11]), int(timestamp[11:13]), int(timestamp[13:15]),
+    )
+    year, month, day, hour, minute, second = fields
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
+    if hour > 23 or minute > 59 or second > 61:
+        return None
+    return float(calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0)))
 
 
 def _iso8601(when: float) -> str:

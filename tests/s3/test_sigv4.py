@@ -562,3 +562,21 @@ def test_canonical_forms() -> None:
         b"X-Amz-Signature=s&a=&a=%20x%2B&b=2&c="
     )
     assert canonical_query(pairs, presigned=True) == b"a=&a=%20x%2B&b=2&c="
+
+
+def test_parse_timestamp_agrees_with_strptime() -> None:
+    import calendar
+    import random
+    import time as time_module
+
+    from gateway.s3.sigv4 import parse_timestamp
+
+    generator = random.Random(4)
+    for _ in range(2000):
+        moment = generator.randrange(0, 4_000_000_000)
+        text = time_module.strftime("%Y%m%dT%H%M%SZ", time_module.gmtime(moment))
+        expected = calendar.timegm(time_module.strptime(text, "%Y%m%dT%H%M%SZ"))
+        assert parse_timestamp(text) == expected == moment
+    for bad in ("20230229T000000Z", "20231301T000000Z", "20230100T000000Z", "20230101T240000Z",
+                "20230101T006000Z", "2023010T000000Z", "20230101T000000", "٢٠٢٣0101T000000Z"):
+        assert parse_timestamp(bad) is None, bad

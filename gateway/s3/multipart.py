@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import string
 import time
 from typing import List, Optional, Tuple
 
@@ -37,6 +38,18 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000
 #: The largest CompleteMultipartUpload document accepted (10,000 parts fit in well under this).
 MAX_COMPLETE_BODY = 2 * 1024 * 1024
+
+
+_UPLOAD_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_upload_id() -> str:
+    """
+    A random upload id of 48 letters and digits (about 285 bits). Letters and digits only: an id
+    beginning with ``-`` is taken for an option by command lines (``aws s3api ... --upload-id``),
+    and SigV2 clients differ on how they encode other characters in what they sign.
+    """
+    return "".join(secrets.choice(_UPLOAD_ID_ALPHABET) for _ in range(48))
 
 
 def no_such_upload() -> S3Error:
@@ -70,7 +83,7 @@ async def create_upload(context: OperationContext, store: IMetadataStore) -> byt
     refuse_read_only(context)
     upload = await store.create_upload(
         MultipartUpload(
-            upload_id=secrets.token_urlsafe(32),
+            upload_id=new_upload_id(),
             user=context.caller.user,
             bucket=context.bucket,
             key=context.key,

@@ -332,3 +332,4 @@ def test_upload_id_presence_not_value_decides(value: Optional[str]) -> None:
     query = {} if value is None else {"uploadId": value}
     expected = "DeleteObject" if value is None else "AbortMultipartUpload"
     assert operation_name("DELETE", "bucket", "key", query) == expected
+

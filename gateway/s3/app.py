@@ -23,7 +23,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from gateway.backends import BackendRegistry
-from gateway.interfaces import BackendError, IMetadataStore
+from gateway.interfaces import BackendError, IBackend, IMetadataStore
+from gateway.model import Connection
 from gateway.s3 import batchdelete, buckets, copy, cors, listings, multipart, objects, tagging, xml
 from gateway.s3.addressing import locate
 from gateway.s3.auth import authenticate, request_facts
@@ -184,23 +185,23 @@ class S3Gateway:
 
     async def _resolve_bucket(self, context: OperationContext, operation: str) -> None:
         connection = await self._store.get_connection(context.caller.user, context.bucket)
-        if connection is None:
-            if operation in WITHOUT_BUCKET:
-                return
-            raise S3Error(
-                "NoSuchBucket", "The specified bucket does not exist", BucketName=context.bucket
-            )
-        context.connection = connection
-        context.backend = self._backends.backend_for(connection)
+        if connection is None and operation in WITHOUT_BUCKET:
+            return
+        context.connection = self._existing(connection, context.bucket)
+        context.backend = self._backends.backend_for(context.connection)
 
-    async def _find_source(self, user: str, bucket: str):  # type: ignore[no-untyped-def]
+    async def _find_source(self, user: str, bucket: str) -> IBackend:
         """
         The backend of a copy source's bucket, which must be one of the caller's.
         """
         connection = await self._store.get_connection(user, bucket)
+        return self._backends.backend_for(self._existing(connection, bucket))
+
+    @staticmethod
+    def _existing(connection: Optional[Connection], bucket: str) -> Connection:
         if connection is None:
             raise S3Error("NoSuchBucket", "The specified bucket does not exist", BucketName=bucket)
-        return self._backends.backend_for(connection)
+        return connection
 
     def _render_error(
         self, request: IRequest, error: S3Error, resource: str, request_id: str

@@ -7,6 +7,7 @@ the key up, and turns the outcome into a L{Caller} or an S3 error.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Dict, List, Optional
 
 from attrs import frozen
@@ -109,11 +110,4 @@ def owner_id(user: str) -> str:
     """
     A stable canonical-user-id-like owner ID for a user (S3's are 64 hex digits).
     """
-    import hashlib
-
     return hashlib.sha256(b"s3gateway-user:" + user.encode("utf-8")).hexdigest()
-
-
-def optional_header(facts: RequestFacts, name: str) -> Optional[str]:
-    values = facts.headers.get(name)
-    return values[0] if values else None

@@ -15,7 +15,6 @@ from gateway.interfaces import BackendError
 from gateway.s3 import xml
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error, from_backend_error
-from gateway.s3.objects import backend_of
 from gateway.s3.responses import xml_body
 from gateway.s3.smallbody import collect_body
 
@@ -63,7 +62,7 @@ async def delete_objects(context: OperationContext) -> bytes:
             "Missing required header for this request: Content-MD5 or x-amz-checksum-*",
         )
     keys, quiet = parse_delete(await collect_body(context, MAX_DOCUMENT))
-    backend = backend_of(context)
+    backend = context.storage
     entries: List[Optional[xml.Node]] = []
     for key in keys:
         try:

@@ -139,11 +139,11 @@ async def delete_bucket(
     registry: BackendRegistry,
 ) -> bytes:
     connection = context.connection
-    assert connection is not None and context.backend is not None
+    assert connection is not None
     if not connection.created_by_s3:
         # Connections made by the operator are never removed through S3.
         return empty(context.request, 204)
-    page = await context.backend.list_objects("", None, "", 1)
+    page = await context.storage.list_objects("", None, "", 1)
     uploads, _ = await store.list_uploads(connection.user, connection.bucket, max_uploads=1)
     if page.objects or page.common_prefixes or uploads:
         raise S3Error(

@@ -46,6 +46,14 @@ class OperationContext:
         return values[0] if values else None
 
     @property
+    def storage(self) -> IBackend:
+        """
+        The backend of the addressed bucket; only for operations on an existing bucket.
+        """
+        assert self.backend is not None
+        return self.backend
+
+    @property
     def resource(self) -> str:
         """
         The resource named in error documents: ``/bucket/key``.

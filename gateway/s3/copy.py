@@ -23,7 +23,7 @@ from gateway.s3.conditions import check_early, precondition_failed, write_condit
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
 from gateway.s3.multipart import find_upload, no_such_upload, part_number, refuse_read_only
-from gateway.s3.objects import backend_of, refuse_unsupported_headers, write_metadata
+from gateway.s3.objects import refuse_unsupported_headers, write_metadata
 from gateway.s3.preconditions import NOT_MODIFIED, check_read_preconditions
 from gateway.s3.responses import quoted_etag, xml_body
 from gateway.s3.tagging import tags_from_header
@@ -127,7 +127,7 @@ def copy_metadata(context: OperationContext, source: ObjectInfo) -> WriteMetadat
 
 async def copy_object(context: OperationContext, find_source: SourceFinder) -> bytes:
     refuse_unsupported_headers(context)
-    backend = backend_of(context)
+    backend = context.storage
     if backend.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
     source_bucket, source_key = parse_copy_source(context.header("x-amz-copy-source") or "")
@@ -199,7 +199,7 @@ async def upload_part_copy(
     number = part_number(context)
     upload = await find_upload(context, store)
     refuse_read_only(context)
-    backend = backend_of(context)
+    backend = context.storage
     source_bucket, source_key = parse_copy_source(context.header("x-amz-copy-source") or "")
     source = await find_source(context.caller.user, source_bucket)
     source_info = await source.stat(source_key)

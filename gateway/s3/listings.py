@@ -95,8 +95,7 @@ async def list_objects_v2(context: OperationContext) -> bytes:
     token = context.query.get("continuation-token")
     start_after = context.query.get("start-after", "")
     marker = decode_token(token) if token is not None else start_after
-    assert context.backend is not None
-    page = await context.backend.list_objects(prefix, delimiter, marker, limit)
+    page = await context.storage.list_objects(prefix, delimiter, marker, limit)
     with_owner = context.query.get("fetch-owner", "false").lower() == "true"
     next_token = (
         encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
@@ -124,8 +123,7 @@ async def list_objects_v1(context: OperationContext) -> bytes:
     delimiter = _delimiter(context)
     limit = max_keys(context)
     marker = context.query.get("marker", "")
-    assert context.backend is not None
-    page = await context.backend.list_objects(prefix, delimiter, marker, limit)
+    page = await context.storage.list_objects(prefix, delimiter, marker, limit)
     children: List[Optional[xml.Node]] = [
         ("Name", context.bucket),
         ("Prefix", encode(prefix)),

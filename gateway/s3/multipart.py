@@ -23,7 +23,6 @@ from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
 from gateway.s3.listings import owner_node
 from gateway.s3.objects import (
-    backend_of,
     refuse_unsupported_headers,
     store_body,
     stored_headers,
@@ -74,7 +73,7 @@ async def find_upload(context: OperationContext, store: IMetadataStore) -> Multi
 
 
 def refuse_read_only(context: OperationContext) -> None:
-    if backend_of(context).read_only:
+    if context.storage.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
 
 
@@ -119,7 +118,7 @@ async def upload_part(context: OperationContext, store: IMetadataStore) -> bytes
     number = part_number(context)
     upload = await find_upload(context, store)
     refuse_read_only(context)
-    writer = await backend_of(context).start_part_write(upload.upload_id, number)
+    writer = await context.storage.start_part_write(upload.upload_id, number)
     info, digests = await store_body(context, writer, WriteMetadata(etag=""))
     try:
         await store.put_part(
@@ -206,7 +205,7 @@ async def complete_upload(context: OperationContext, store: IMetadataStore) -> b
     upload = await find_upload(context, store)
     refuse_read_only(context)
     condition = write_condition(context)
-    await check_early(backend_of(context), upload.key, condition)
+    await check_early(context.storage, upload.key, condition)
     requested = parse_part_list(await collect_body(context, MAX_COMPLETE_BODY))
     uploaded, _ = await store.list_parts(upload.upload_id)
     chosen = check_parts(requested, list(uploaded))
@@ -217,7 +216,7 @@ async def complete_upload(context: OperationContext, store: IMetadataStore) -> b
         headers=upload.headers,
         tags=upload.tags,
     )
-    info = await backend_of(context).complete_upload(
+    info = await context.storage.complete_upload(
         upload.upload_id, upload.key, [(p.part_number, p.size) for p in chosen], metadata,
         condition,
     )
@@ -240,7 +239,7 @@ async def complete_upload(context: OperationContext, store: IMetadataStore) -> b
 async def abort_upload(context: OperationContext, store: IMetadataStore) -> bytes:
     upload = await find_upload(context, store)
     refuse_read_only(context)
-    await backend_of(context).abort_upload(upload.upload_id)
+    await context.storage.abort_upload(upload.upload_id)
     await store.delete_upload(upload.upload_id)
     return empty(context.request, 204)
 

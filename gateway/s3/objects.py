@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-from gateway.interfaces import IBackend
 from attrs import evolve
 from twisted.web.http import datetimeToString
 
@@ -40,11 +39,6 @@ RESPONSE_OVERRIDES = {
     "response-content-disposition": b"content-disposition",
     "response-content-encoding": b"content-encoding",
 }
-
-
-def backend_of(context: OperationContext) -> IBackend:
-    assert context.backend is not None
-    return context.backend
 
 
 def write_metadata(context: OperationContext, etag: str) -> WriteMetadata:
@@ -109,7 +103,7 @@ def refuse_unsupported_headers(context: OperationContext) -> None:
 
 async def get_object(context: OperationContext) -> Optional[bytes]:
     request = context.request
-    reader = await backend_of(context).open(context.key)
+    reader = await context.storage.open(context.key)
     info = reader.info
     try:
         if check_read_preconditions(context.header, info) == NOT_MODIFIED:
@@ -192,7 +186,7 @@ def not_modified(request, info: ObjectInfo) -> bytes:  # type: ignore[no-untyped
 
 async def put_object(context: OperationContext) -> bytes:
     refuse_unsupported_headers(context)
-    backend = backend_of(context)
+    backend = context.storage
     if backend.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
     condition = write_condition(context)
@@ -242,7 +236,7 @@ def upload_answer(context: OperationContext, info: ObjectInfo, digests: BodyDige
 
 
 async def delete_object(context: OperationContext) -> bytes:
-    backend = backend_of(context)
+    backend = context.storage
     if backend.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
     await backend.delete(context.key)

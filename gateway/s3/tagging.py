@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qsl
 
-from attrs import evolve
 
 from gateway.model import WriteMetadata
 from gateway.s3 import xml
@@ -85,14 +84,12 @@ def tagging_document(tags: Mapping[str, str]) -> xml.Node:
 
 
 async def get_object_tagging(context: OperationContext) -> bytes:
-    assert context.backend is not None
-    info = await context.backend.stat(context.key)
+    info = await context.storage.stat(context.key)
     return xml_body(context.request, tagging_document(info.tags))
 
 
 async def _replace_tags(context: OperationContext, tags: Dict[str, str]) -> None:
-    backend = context.backend
-    assert backend is not None
+    backend = context.storage
     if backend.read_only:
         raise S3Error("AccessDenied", "The bucket is read-only.")
     info = await backend.stat(context.key)
@@ -115,7 +112,3 @@ async def put_object_tagging(context: OperationContext) -> bytes:
 async def delete_object_tagging(context: OperationContext) -> bytes:
     await _replace_tags(context, {})
     return empty(context.request, 204)
-
-
-def with_tags(metadata: WriteMetadata, tags: Mapping[str, str]) -> WriteMetadata:
-    return evolve(metadata, tags=dict(tags))

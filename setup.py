@@ -9,7 +9,6 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "twisted>=23.10",
-        "klein>=23.5",
         "treq>=23.11",
         "zope.interface>=6",
         "attrs>=23.1",

@@ -1,9 +1,9 @@
 """
-The S3 protocol as a Klein application.
+The S3 protocol: one function that serves every request.
 
-One catch-all route receives every request: S3 addresses operations by method and query
-sub-resource, and keys are arbitrary strings (``//``, ``%2F``, trailing ``/``) that URL routing
-would normalise. The request is authenticated, its bucket resolved to the caller's connection and
+There are no URL routes: S3 addresses operations by method and query sub-resource, and keys are
+arbitrary strings (``//``, ``%2F``, trailing ``/``) that URL routing would normalise, so every
+request goes to L{S3Gateway.handle} through L{gateway.http.resource.HandlerResource}. The request is authenticated, its bucket resolved to the caller's connection and
 backend, and the operation's handler called; every failure becomes S3's error document in
 L{S3Gateway._render_error}, the one place errors are written.
 """
@@ -14,8 +14,7 @@ import secrets
 import time
 from typing import Awaitable, Callable, Dict, Optional, Sequence
 
-from klein import Klein
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -23,6 +22,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from gateway.backends import BackendRegistry
+from gateway.http.resource import HandlerResource
 from gateway.interfaces import BackendError, IBackend, IMetadataStore
 from gateway.model import Connection
 from gateway.s3 import batchdelete, buckets, copy, cors, listings, multipart, objects, tagging, xml
@@ -54,7 +54,6 @@ class S3Gateway:
     :param allow_signature_v2: whether AWS Signature Version 2 is accepted.
     """
 
-    app = Klein()
     log = Logger()
 
     def __init__(
@@ -79,7 +78,7 @@ class S3Gateway:
         self._handlers: Dict[str, Handler] = self._make_handlers()
 
     def resource(self) -> IResource:
-        return self.app.resource()
+        return HandlerResource(self.handle)
 
     def _make_handlers(self) -> Dict[str, Handler]:
         store, policy = self._store, self._policy
@@ -112,12 +111,11 @@ class S3Gateway:
             "ListParts": lambda c: multipart.list_parts(c, store),
         }
 
-    @app.route("/", branch=True, strict_slashes=False, merge_slashes=False,
-               methods=["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"])
-    def _serve(self, request: IRequest):  # type: ignore[no-untyped-def]
-        return ensureDeferred(self._handle(request))
-
-    async def _handle(self, request: IRequest) -> Optional[bytes]:
+    async def handle(self, request: IRequest) -> Optional[bytes]:
+        """
+        Serve one request: the response body to write, or C{None} when the response has been
+        written already (a streamed object) or the request was cancelled.
+        """
         request_id = secrets.token_hex(8).upper()
         started = time.monotonic()
         request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))

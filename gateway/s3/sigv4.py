@@ -17,6 +17,7 @@ the caller hands both in.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -51,6 +52,9 @@ QUERY_ERROR_PREFIX = "Error parsing the X-Amz-Credential parameter; "
 
 _TIMESTAMP = re.compile(r"\A[0-9]{8}T[0-9]{6}Z\Z")
 _BLANKS = re.compile(rb"[ \t]+")
+#: Bytes that AWS's URI encoding leaves as they are (and, in a path, ``/``).
+_UNRESERVED = re.compile(rb"[A-Za-z0-9\-._~]*")
+_UNRESERVED_PATH = re.compile(rb"[A-Za-z0-9\-._~/]*")
 
 
 @frozen
@@ -92,10 +96,15 @@ class VerifiedSignature:
     payload_hash: str
 
 
+@functools.lru_cache(maxsize=256)
 def signing_key(secret_access_key: str, date: str, region: str, service: str = SERVICE) -> bytes:
     """
     The key derived from a secret for one day, region and service ("Signature Calculations for
     the Authorization Header", step 3).
+
+    Remembered for the most recent (secret, day, region, service) combinations: the derivation
+    is four HMACs, as much as the rest of a small request's signature check, and a client signs
+    with the same key all day. The derived key grants nothing the secret does not.
     """
     key = hmac_sha256(("AWS4" + secret_access_key).encode("utf-8"), date.encode("ascii"))
     for part in (region, service, TERMINATOR):
@@ -107,9 +116,13 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=256)
 def parse_timestamp(timestamp: str) -> Optional[float]:
     """
     POSIX time of an ISO 8601 basic timestamp (``20130524T000000Z``), or ``None`` if malformed.
+
+    Remembered for recent timestamps: requests signed within the same second share one, and each
+    request's is read twice (when parsed and when checked).
     """
     if not _TIMESTAMP.match(timestamp):
         return None
@@ -135,7 +148,11 @@ def canonical_uri(raw_path: bytes) -> bytes:
     The path decoded once and re-encoded with AWS's rule: unreserved characters and ``/`` kept,
     everything else ``%XX``. S3 does not normalise ``//`` or ``.`` segments.
     """
-    return quote_from_bytes(unquote_to_bytes(raw_path or b"/"), safe="/").encode("ascii")
+    if not raw_path:
+        return b"/"
+    if _UNRESERVED_PATH.fullmatch(raw_path):
+        return raw_path  # nothing escaped, nothing to escape: already canonical
+    return quote_from_bytes(unquote_to_bytes(raw_path), safe="/").encode("ascii")
 
 
 def query_pairs(raw_query: bytes) -> List[Tuple[bytes, bytes]]:
@@ -147,8 +164,21 @@ def query_pairs(raw_query: bytes) -> List[Tuple[bytes, bytes]]:
     for piece in raw_query.split(b"&"):
         if piece:
             name, _, value = piece.partition(b"=")
-            pairs.append((unquote_to_bytes(name), unquote_to_bytes(value)))
+            pairs.append((_unquote(name), _unquote(value)))
     return pairs
+
+
+def _unquote(escaped: bytes) -> bytes:
+    return unquote_to_bytes(escaped) if b"%" in escaped else escaped
+
+
+def aws_quote(data: bytes) -> str:
+    """
+    C{data} in AWS's URI encoding: unreserved characters as they are, every other byte ``%XX``.
+    """
+    if _UNRESERVED.fullmatch(data):
+        return data.decode("ascii")
+    return quote_from_bytes(data, safe="")
 
 
 def canonical_query(pairs: Sequence[Tuple[bytes, bytes]], presigned: bool) -> bytes:
@@ -156,7 +186,7 @@ def canonical_query(pairs: Sequence[Tuple[bytes, bytes]], presigned: bool) -> by
     Every parameter (but the signature of a presigned URL) AWS-encoded, sorted by name then value.
     """
     encoded = sorted(
-        (quote_from_bytes(name, safe=""), quote_from_bytes(value, safe=""))
+        (aws_quote(name), aws_quote(value))
         for name, value in pairs
         if not (presigned and name == b"X-Amz-Signature")
     )

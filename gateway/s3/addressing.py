@@ -75,6 +75,8 @@ def host_bucket(host_header: Optional[str], base_domains: Sequence[str]) -> Opti
     ``None`` when the request is path-style. A Host that is itself a base domain names no
     bucket; otherwise the longest matching base domain wins.
     """
+    if not base_domains:
+        return None
     host = host_name(host_header)
     if not host or _is_ip_address(host):
         return None

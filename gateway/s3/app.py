@@ -10,7 +10,7 @@ L{S3Gateway._render_error}, the one place errors are written.
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from typing import Awaitable, Callable, Dict, Optional, Sequence
 
@@ -116,7 +116,7 @@ class S3Gateway:
         Serve one request: the response body to write, or C{None} when the response has been
         written already (a streamed object) or the request was cancelled.
         """
-        request_id = secrets.token_hex(8).upper()
+        request_id = os.urandom(8).hex().upper()
         started = time.monotonic()
         request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
         request.setHeader(b"x-amz-id-2", request_id.encode("ascii"))

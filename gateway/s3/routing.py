@@ -41,6 +41,8 @@ def parse_query(raw_query: bytes) -> Dict[str, str]:
     The query parameters, decoded; the first value of a repeated name wins.
     """
     query: Dict[str, str] = {}
+    if not raw_query:
+        return query
     try:
         text = raw_query.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict")

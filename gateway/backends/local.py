@@ -22,8 +22,12 @@ Listings show directories as common prefixes with delimiter ``/``, also empty on
 by other means; only regular files and directories are listed (symbolic links are not, though a
 key that leads through a link to a place still inside the root is served).
 
-Every blocking call runs in the thread pool, except the writes of upload bodies, which go to the
-page cache as they arrive on the reactor thread (quick on a local disk; never the whole body).
+Every blocking call runs in the thread pool, except quick ones on one object, which would cost
+less than the hand-over to a thread and back: the writes of upload bodies, which go to the page
+cache as they arrive on the reactor thread (never the whole body), the creation of their temporary
+file, and the checks of a key before its body is read (a few C{stat}s). A PUT's commit (fsync,
+rename, index row, directory fsync) is one hand-over; concurrent commits into one folder share
+their directory fsyncs (L{gateway.backends.localsync}).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
+from gateway.backends.localsync import DirectorySyncs
 from gateway.backends.localwalk import walk
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
@@ -92,6 +97,9 @@ class LocalBackend:
         self.index = ObjectIndex(index_path)
         self._reactor = reactor
         self._threadpool = threadpool
+        self.syncs = DirectorySyncs()
+        #: The root's device and inode, and its resolved path (see L{real_root}).
+        self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
 
     def close(self) -> "Deferred[None]":
         """
@@ -108,10 +116,34 @@ class LocalBackend:
             return fail(ReadOnlyConnection("the connection is read-only"))
         return self._run(function, *args)
 
+    def _writable_now(self, function: Callable[..., T], *args: object) -> "Deferred[T]":
+        """
+        Run a quick write step on the reactor thread (see the module's docstring).
+        """
+        if self.read_only:
+            return fail(ReadOnlyConnection("the connection is read-only"))
+        try:
+            return succeed(function(*args))
+        except BaseException:
+            return fail()
+
     def real_root(self) -> str:
-        if not os.path.isdir(self.root):
+        """
+        The root with symbolic links resolved, re-resolved only when the root's path leads to
+        another directory than last time (one C{stat}, where C{realpath} takes one per level).
+        """
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
             raise BackendUnavailable(f"the bucket's directory {self.root} is missing")
-        return os.path.realpath(self.root)
+        identity = (st.st_dev, st.st_ino)
+        resolved = self._resolved
+        if resolved is None or resolved[0] != identity:
+            resolved = (identity, os.path.realpath(self.root))
+            self._resolved = resolved
+        return resolved[1]
 
     def locate(self, key: str) -> Tuple[str, str, bool]:
         """
@@ -214,7 +246,7 @@ class LocalBackend:
     # Writing.
 
     def start_write(self, key: str) -> "Deferred[IObjectWriter]":
-        return self._writable(self._start_write, key)
+        return self._writable_now(self._start_write, key)
 
     def _start_write(self, key: str) -> IObjectWriter:
         root, path, folder = self.locate(key)
@@ -224,12 +256,10 @@ class LocalBackend:
                 self._run,
                 lambda fd, temp, metadata, condition: self.make_marker(key, metadata, condition),
             )
-        fd, temp = self.temp_file(root)
         return LocalWriter(
             self._run,
             lambda fd, temp, metadata, condition: self.install(key, fd, temp, metadata, condition),
-            fd,
-            temp,
+            lambda: self.temp_file(root),
         )
 
     def temp_file(self, root: str) -> Tuple[int, str]:
@@ -237,10 +267,14 @@ class LocalBackend:
         A new temporary file on the root's filesystem: its descriptor (for writing) and path.
         """
         folder = os.path.join(root, RESERVED, "tmp")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
         temp = os.path.join(folder, secrets.token_hex(16))
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        return os.open(temp, flags, 0o644), temp
+        try:
+            return os.open(temp, flags, 0o644), temp
+        except FileNotFoundError:
+            # The first upload of this root (the folder is made once, not checked each time).
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            return os.open(temp, flags, 0o644), temp
 
     def check(
         self, condition: Optional[WriteCondition], key: str, path: str, folder: bool
@@ -283,6 +317,7 @@ class LocalBackend:
         condition and rename into place under the key's lock, fsync the directory, record the
         metadata. The temporary file is gone afterwards, whether this worked or not.
         """
+        renamed = False
         try:
             os.fsync(fd)
             st = os.fstat(fd)
@@ -302,25 +337,30 @@ class LocalBackend:
                 tags=metadata.tags,
                 part_sizes=part_sizes,
             )
+            row = row_for(info, st.st_mtime_ns)
 
             def rename() -> None:
+                nonlocal renamed
                 localfs.check_clash(root, segments, False, key)
-                os.replace(temp, path)
+                # The index lock makes the rename and the new row one step for the readers
+                # that remember MD5s of files changed by other means (ObjectIndex.file_info);
+                # nothing else is done under it, since every commit of the bucket needs it.
+                with self.index.lock:
+                    os.replace(temp, path)
+                    renamed = True
+                    self.index.put(row)
 
             localfs.check_clash(root, segments, False, key)
             with locked(root, key):
                 self.check(condition, key, path, False)
-                # The index lock makes the rename and the new row one step for the readers that
-                # remember MD5s of files changed by other means (ObjectIndex.file_info).
-                with self.index.lock:
-                    localfs.place(root, segments[:-1], rename)
-                    self.index.put(row_for(info, st.st_mtime_ns))
-            localfs.fsync_directory(os.path.dirname(path))
+                localfs.place(root, segments[:-1], rename)
+            self.syncs.sync(os.path.dirname(path))
             return info
         finally:
             if fd >= 0:
                 os.close(fd)
-            localfs.remove_file(temp)
+            if not renamed:
+                localfs.remove_file(temp)
 
     def make_marker(
         self, key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
@@ -387,7 +427,7 @@ class LocalBackend:
     # Multipart uploads (gateway.backends.localparts).
 
     def start_part_write(self, upload_id: str, part_number: int) -> "Deferred[IObjectWriter]":
-        return self._writable(localparts.start_part_write, self, upload_id, part_number)
+        return self._writable_now(localparts.start_part_write, self, upload_id, part_number)
 
     def complete_upload(
         self,

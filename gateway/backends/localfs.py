@@ -2,7 +2,8 @@
 Filesystem steps of the local backend: the upload writer, folder creation and pruning, clash
 checks, durable renames and the copies that join multipart parts and make server-side copies.
 
-Everything but L{LocalWriter.write} blocks and runs in the backend's thread pool.
+Everything but L{LocalWriter.write} (and the temporary file its first call makes) blocks and
+runs in the backend's thread pool.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import errno
 import hashlib
 import os
 import stat
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from gateway.backends.localkeys import resolve_inside
+from gateway.backends.localsync import WRITEBACK_STEP, fsync_directory, start_writeback
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
 from gateway.model import ObjectInfo, WriteCondition, WriteMetadata
 
@@ -66,7 +68,13 @@ def make_directories(root: str, segments: List[str]) -> List[str]:
     Make the folders of C{segments} under C{root} (mode 0755 less the umask) and return those
     that were made, shallowest first.
     """
-    made = []
+    made: List[str] = []
+    try:
+        if stat.S_ISDIR(os.stat(os.path.join(root, *segments)).st_mode):
+            # The usual case, a folder that exists: one stat, not one mkdir per level.
+            return made
+    except (FileNotFoundError, NotADirectoryError):
+        pass
     path = root
     for segment in segments:
         path = os.path.join(path, segment)
@@ -96,20 +104,6 @@ def place(root: str, segments: List[str], action: Callable[[], None]) -> None:
         for path in made:
             fsync_directory(os.path.dirname(path))
         return
-
-
-def fsync_directory(path: str) -> None:
-    """
-    Make the entries of a directory (a rename into it, say) durable.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EROFS):
-            raise
-    finally:
-        os.close(fd)
 
 
 def remove_file(path: str) -> None:
@@ -204,24 +198,33 @@ class LocalWriter:
     C{install} in a thread, which puts it in place (and removes it in any case, so a write whose
     condition failed is aborted).
 
-    Without a file (C{fd} < 0) it takes a folder marker's body, which must be empty.
+    The temporary file is made by the first write, on the reactor thread like the writes
+    themselves (one C{open}: cheaper than a hand-over to a thread and back, which small PUTs
+    paid for twice), or by the commit's thread for an empty body. Every L{WRITEBACK_STEP}
+    bytes the kernel is asked to start writing them out, so that the commit's fsync does not
+    write a whole large body while the client waits.
+
+    Without C{open_temp} it takes a folder marker's body, which must be empty.
 
     :param run: runs a blocking function in the backend's thread pool.
     :param install: C{install(fd, temp, metadata, condition)}, blocking.
+    :param open_temp: makes a new temporary file: its descriptor and path.
     """
 
     def __init__(
         self,
         run: Callable[..., "Deferred[ObjectInfo]"],
         install: Callable[[int, str, WriteMetadata, Optional[WriteCondition]], ObjectInfo],
-        fd: int = -1,
-        temp: str = "",
+        open_temp: Optional[Callable[[], Tuple[int, str]]] = None,
     ) -> None:
         self.producer: Optional[IPushProducer] = None
         self._run = run
         self._install = install
-        self._fd = fd
-        self._temp = temp
+        self._open_temp = open_temp
+        self._fd = -1
+        self._temp = ""
+        self._written = 0
+        self._flushed = 0
         self._open = True
         self._error: Optional[Exception] = None
 
@@ -234,11 +237,17 @@ class LocalWriter:
     def write(self, data: bytes) -> None:
         if not self._open or self._error is not None or not data:
             return
-        if self._fd < 0:
+        if self._open_temp is None:
             self._error = InvalidObjectKey("a folder marker (a key ending in '/') has no body")
             return
         try:
+            if self._fd < 0:
+                self._fd, self._temp = self._open_temp()
             write_all(self._fd, data)
+            self._written += len(data)
+            if self._written - self._flushed >= WRITEBACK_STEP:
+                start_writeback(self._fd, self._flushed, self._written - self._flushed)
+                self._flushed = self._written
         except OSError as e:
             # Reported by commit: the protocol answers then, and the upload stores nothing.
             self._error = e
@@ -252,7 +261,19 @@ class LocalWriter:
         if self._error is not None:
             self._discard()
             return fail(self._error)
-        return self._run(self._install, self._fd, self._temp, metadata, condition)
+        fd, temp = self._fd, self._temp
+        self._fd = -1
+        return self._run(self._finish, fd, temp, metadata, condition)
+
+    def _finish(
+        self, fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
+    ) -> ObjectInfo:
+        """
+        C{install}, with an empty temporary file made first if no byte came; blocking.
+        """
+        if fd < 0 and self._open_temp is not None:
+            fd, temp = self._open_temp()
+        return self._install(fd, temp, metadata, condition)
 
     def abort(self) -> "Deferred[None]":
         if self._open:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import List, Tuple
 
 from gateway.interfaces import InvalidObjectKey, ObjectKeyTooLong, NoSuchUpload
@@ -111,13 +112,41 @@ def resolve_inside(root: str, path: str) -> str:
     """
     C{path} with symbolic links resolved.
 
+    A path under C{root} none of whose existing components is a link is its own resolution:
+    that is checked with one C{lstat} per component below the root, where C{os.path.realpath}
+    would also walk the root's own components (a profile of small PUTs found it at 7%). Any
+    link found falls back to C{realpath}.
+
     :param root: the root, already resolved (C{os.path.realpath}).
     :raise InvalidObjectKey: if the resolved path is not under C{root}.
     """
+    prefix = root.rstrip(os.sep) + os.sep
+    if path.startswith(prefix) and not _has_link(prefix, path[len(prefix) :]):
+        return path
     resolved = os.path.realpath(path)
-    if resolved != root and not resolved.startswith(root.rstrip(os.sep) + os.sep):
+    if resolved != root and not resolved.startswith(prefix):
         raise InvalidObjectKey("the key leads outside the bucket's directory")
     return resolved
+
+
+def _has_link(prefix: str, relative: str) -> bool:
+    """
+    Whether a component of C{relative} under C{prefix} is a symbolic link or may step out
+    (``..``), up to the first one that does not exist (the rest is then only a name).
+    """
+    current = prefix
+    for segment in relative.split(os.sep):
+        if segment in ("", ".", ".."):
+            return True
+        current += segment
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if stat.S_ISLNK(mode):
+            return True
+        current += os.sep
+    return False
 
 
 def check_upload_id(upload_id: str) -> str:

@@ -42,8 +42,13 @@ def locked(root: str, key: str) -> Iterator[None]:
     Hold the exclusive lock of C{key} (waiting for it) for the duration of the block.
     """
     path = lock_path(root, key)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        # The root's first lock: its folder is made once, not checked at every write.
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -3,14 +3,15 @@ Multipart uploads of the local backend: parts are files in
 ``<root>/.s3gateway/uploads/<upload id>/<part number>``, joined into a temporary file in the kernel
 (``copy_file_range``) when the upload completes, then installed as any upload.
 
-Every function blocks and runs in the backend's thread pool; the backend's methods call them.
+Every function but L{start_part_write} (a few path checks, run on the reactor thread) blocks and
+runs in the backend's thread pool; the backend's methods call them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from gateway.backends import localfs
 from gateway.backends.localfs import LocalWriter
@@ -38,7 +39,13 @@ def check_part_number(part_number: int) -> None:
 
 
 def store_part(
-    upload_id: str, folder: str, part_number: int, fd: int, temp: str, etag: str
+    upload_id: str,
+    folder: str,
+    part_number: int,
+    fd: int,
+    temp: str,
+    etag: str,
+    sync_directory: Callable[[str], None] = localfs.fsync_directory,
 ) -> ObjectInfo:
     """
     Make the temporary file C{temp} (open as C{fd}) part C{part_number} in C{folder}, durably,
@@ -52,7 +59,7 @@ def store_part(
     finally:
         os.close(fd)
         localfs.remove_file(temp)
-    localfs.fsync_directory(folder)
+    sync_directory(folder)
     return ObjectInfo(f"{upload_id}/{part_number}", st.st_size, etag, st.st_mtime_ns / 1e9)
 
 
@@ -60,14 +67,15 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
     check_part_number(part_number)
     root = backend.real_root()
     folder = upload_directory(root, upload_id)
-    fd, temp = backend.temp_file(root)
 
     def commit(
         fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
     ) -> ObjectInfo:
-        return store_part(upload_id, folder, part_number, fd, temp, metadata.etag)
+        return store_part(
+            upload_id, folder, part_number, fd, temp, metadata.etag, backend.syncs.sync
+        )
 
-    return LocalWriter(backend._run, commit, fd, temp)
+    return LocalWriter(backend._run, commit, lambda: backend.temp_file(root))
 
 
 def complete_upload(

@@ -1,0 +1,191 @@
+"""
+The cheap path of a local PUT: checks before the body on the calling thread, one hand-over to a
+thread for the commit, shared directory fsyncs, links found without ``realpath``, and early
+writeback of large bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import List
+
+import pytest
+import pytest_twisted
+
+from gateway.backends import localfs, localkeys
+from gateway.backends.local import LocalBackend
+from gateway.backends.localkeys import resolve_inside
+from gateway.backends.localsync import DirectorySyncs, start_writeback
+from gateway.interfaces import InvalidObjectKey
+from tests.backends.support import get, metadata_for, put
+from tests.backends.test_local import _reactor, make
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> LocalBackend:
+    return make(tmp_path)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "bucket"
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_is_one_hand_over(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: List[str] = []
+    real_run = backend._run
+
+    def counting_run(function, *args):  # type: ignore[no-untyped-def]
+        calls.append(function.__name__)
+        return real_run(function, *args)
+
+    monkeypatch.setattr(backend, "_run", counting_run)
+    started = backend.start_write("a/b/c")
+    assert started.called  # checked and made on the calling thread
+    writer = await started
+    writer.write(b"body")
+    info = await writer.commit(metadata_for(b"body"))
+    assert calls == ["_finish"]
+    assert info.size == 4 and (root / "a" / "b" / "c").read_bytes() == b"body"
+    # An empty body has no temporary file before the commit: the commit's thread makes it.
+    writer = await backend.start_write("empty")
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    await writer.commit(metadata_for(b""))
+    assert calls == ["_finish", "_finish"]
+    assert await get(backend, "empty") == b""
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_clash_refused_before_the_body(backend: LocalBackend) -> None:
+    await put(backend, "file", b"x")
+    started = backend.start_write("file/under")
+    assert started.called
+    with pytest.raises(InvalidObjectKey):
+        await started
+
+
+def test_directory_syncs_shared() -> None:
+    """
+    Commits that ask while an fsync runs share the next one; each returns only after an fsync
+    that began after it asked.
+    """
+    began = threading.Event()
+    release = threading.Event()
+    calls: List[int] = []
+    asked: List[int] = []
+
+    def fsync(path: str) -> None:
+        calls.append(len(asked))
+        if len(calls) == 1:
+            began.set()
+            release.wait(10)
+
+    syncs = DirectorySyncs(fsync)
+
+    def commit() -> None:
+        asked.append(1)
+        syncs.sync("/d")
+
+    first = threading.Thread(target=commit)
+    first.start()
+    assert began.wait(10)
+    others = [threading.Thread(target=commit) for _ in range(8)]
+    for thread in others:
+        thread.start()
+    while len(asked) < 9:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in [first] + others:
+        thread.join(10)
+    # The first fsync saw one request; the second began after all nine were made.
+    assert calls == [1, 9]
+
+
+def test_directory_sync_failure_not_shared() -> None:
+    results: List[str] = []
+    fail = [True]
+
+    def fsync(path: str) -> None:
+        if fail[0]:
+            fail[0] = False
+            raise OSError(5, "I/O error")
+        results.append(path)
+
+    syncs = DirectorySyncs(fsync)
+    with pytest.raises(OSError):
+        syncs.sync("/d")
+    syncs.sync("/d")
+    assert results == ["/d"]
+    # Nothing is remembered of a directory nobody waits on.
+    assert syncs._directories == {}
+
+
+def test_resolve_inside_without_realpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "r"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (root / "a" / "link").symlink_to(tmp_path / "out")
+    (root / "a" / "inner").symlink_to(root / "a" / "b")
+    real = os.path.realpath
+    resolved: List[str] = []
+
+    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        resolved.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(localkeys.os.path, "realpath", counting)
+    base = str(root)
+    assert resolve_inside(base, f"{base}/a/b/new/deeper") == f"{base}/a/b/new/deeper"
+    assert resolve_inside(base, f"{base}/a/b") == f"{base}/a/b"
+    assert resolved == []
+    assert resolve_inside(base, f"{base}/a/inner/x") == f"{base}/a/b/x"
+    with pytest.raises(InvalidObjectKey):
+        resolve_inside(base, f"{base}/a/link/x")
+    assert resolved == [f"{base}/a/inner/x", f"{base}/a/link/x"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_root_resolved_again_when_it_changes(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (tmp_path / "bucket").symlink_to(first)
+    backend = LocalBackend(str(tmp_path / "bucket"), str(tmp_path / "i.sqlite3"), _reactor())
+    await put(backend, "k", b"one")
+    assert (first / "k").read_bytes() == b"one"
+    (tmp_path / "bucket").unlink()
+    (tmp_path / "bucket").symlink_to(second)
+    await put(backend, "k", b"two")
+    assert (second / "k").read_bytes() == b"two"
+    assert (first / "k").read_bytes() == b"one"
+
+
+@pytest_twisted.ensureDeferred
+async def test_writeback_started_every_step(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hints: List[tuple] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(localfs, "WRITEBACK_STEP", 10)
+    monkeypatch.setattr(localfs, "start_writeback", lambda fd, offset, n: hints.append((offset, n)))
+    writer = await backend.start_write("big")
+    for _ in range(5):
+        writer.write(b"x" * 6)
+    await writer.commit(metadata_for(b"x" * 30))
+    assert hints == [(0, 12), (12, 12)]
+    assert await get(backend, "big") == b"x" * 30
+
+
+def test_start_writeback_on_a_real_file(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"y" * 100000)
+        f.flush()
+        start_writeback(f.fileno(), 0, 100000)
+    assert (tmp_path / "f").read_bytes() == b"y" * 100000

@@ -50,7 +50,7 @@ from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
-from gateway.backends.localsync import DirectorySyncs
+from gateway.backends.localsync import SharedSyncs
 from gateway.backends.localwalk import walk
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
@@ -97,7 +97,7 @@ class LocalBackend:
         self.index = ObjectIndex(index_path)
         self._reactor = reactor
         self._threadpool = threadpool
-        self.syncs = DirectorySyncs()
+        self.syncs = SharedSyncs()
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
 
@@ -355,6 +355,7 @@ class LocalBackend:
                 self.check(condition, key, path, False)
                 localfs.place(root, segments[:-1], rename)
             self.syncs.sync(os.path.dirname(path))
+            self.index.sync()
             return info
         finally:
             if fd >= 0:
@@ -386,6 +387,7 @@ class LocalBackend:
                 tags=metadata.tags,
             )
             self.index.put(row_for(info, now))
+        self.index.sync()
         return info
 
     def update_metadata(

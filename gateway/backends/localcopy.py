@@ -137,6 +137,7 @@ def update_metadata(
                 tags=metadata.tags,
             )
             backend.index.put(row_for(info, now))
+    backend.index.sync()
     return info
 
 

@@ -10,6 +10,12 @@ computed once and remembered (as a row) until the size or mtime changes again.
 
 Every method blocks: call them from a thread, never from the reactor. One connection is shared by
 the threads behind a lock; SQLite's WAL mode keeps readers in other processes from blocking it.
+
+A row is durable (survives a power loss) once L{ObjectIndex.sync} returns: SQLite runs with
+``synchronous=NORMAL``, which writes each commit to the write-ahead log without an fsync, and
+C{sync} fsyncs the log, one fsync for every commit made before it began
+(L{gateway.backends.localsync.SharedSyncs}). That is what ``synchronous=FULL`` does at every
+commit, without making concurrent PUTs queue for one fsync each.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Dict, Iterable, Optional
 
 from attrs import frozen
 
+from gateway.backends.localsync import SharedSyncs, fsync_file
 from gateway.model import ObjectInfo
 
 _SCHEMA = """
@@ -166,6 +173,20 @@ class ObjectIndex:
         #: that a row remembered for an old file never replaces the row of a new one.
         self.lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
+        self._syncs = SharedSyncs(self._fsync_log)
+
+    def sync(self) -> None:
+        """
+        Make every row written before this call durable; blocks.
+        """
+        self._syncs.sync(self._path + "-wal")
+
+    def _fsync_log(self, log_path: str) -> None:
+        try:
+            fsync_file(log_path)
+        except FileNotFoundError:
+            # No log (a checkpoint folded it into the database, which it then synced).
+            fsync_file(self._path)
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:

@@ -1,13 +1,15 @@
 """
-Making writes durable for less: directory fsyncs shared between concurrent commits, and early
-writeback of large uploads.
+Making writes durable for less: fsyncs shared between concurrent commits, and early writeback of
+large uploads.
 
 Every PUT on the local backend ends with an fsync of the directory it renamed its file into, so
 that the new name survives a power loss before the answer goes out. Concurrent PUTs into one
 folder (the common case: a client uploading many keys under one prefix) need not each pay for
 their own: an fsync of a directory that *starts* after a rename makes that rename durable, so one
-fsync serves every commit that asked for one before it began (L{DirectorySyncs}; the same
-"group commit" databases use for their logs).
+fsync serves every commit that asked for one before it began (L{SharedSyncs}; the same
+"group commit" databases use for their logs). The bucket's metadata index is made durable the
+same way: its rows are written to SQLite's write-ahead log, and one fsync of the log serves every
+commit that wrote a row before it began (L{gateway.backends.localindex.ObjectIndex.sync}).
 
 A large upload's bytes sit in the page cache until the final fsync, which then writes them all
 while the client waits (0.3 s per GiB here). L{start_writeback} asks the kernel to start writing
@@ -47,10 +49,21 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
-@define
-class _Directory:
+def fsync_file(path: str) -> None:
     """
-    The fsyncs of one directory: tickets handed out, tickets covered, and whether one runs.
+    Make the data written to a file so far durable, through any descriptor.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@define
+class _Target:
+    """
+    The fsyncs of one path: tickets handed out, tickets covered, and whether one runs.
     """
 
     issued: int = 0
@@ -58,29 +71,30 @@ class _Directory:
     running: bool = False
 
 
-class DirectorySyncs:
+class SharedSyncs:
     """
-    Directory fsyncs shared between the threads of one process.
+    fsyncs of a directory or file shared between the threads of one process.
 
     A caller takes a ticket after its rename; it returns once an fsync that began after the
     ticket was issued has succeeded. If none is running it runs one itself (covering every ticket
     issued so far); otherwise it waits for the running one to end, since that one may have begun
     before its rename, and then goes again. A failed fsync covers nothing: its waiters try again.
 
-    :param fsync: makes one directory durable; L{fsync_directory} by default (tests count calls).
+    :param fsync: makes one path durable; L{fsync_directory} by default (tests count calls).
     """
 
     def __init__(self, fsync: Callable[[str], None] = fsync_directory) -> None:
         self._fsync = fsync
         self._condition = threading.Condition()
-        self._directories: Dict[str, _Directory] = {}
+        self._targets: Dict[str, _Target] = {}
 
     def sync(self, path: str) -> None:
         """
-        Make every rename into C{path} done before this call durable; blocks.
+        Make every change to C{path} (a rename into a directory, a write to a file) done before
+        this call durable; blocks.
         """
         with self._condition:
-            state = self._directories.setdefault(path, _Directory())
+            state = self._targets.setdefault(path, _Target())
             state.issued += 1
             ticket = state.issued
             while state.covered < ticket:
@@ -90,9 +104,9 @@ class DirectorySyncs:
                 self._run(path, state)
             if not state.running and state.covered == state.issued:
                 # Nobody waits on it: forget it, so the map stays as small as the folders in use.
-                self._directories.pop(path, None)
+                self._targets.pop(path, None)
 
-    def _run(self, path: str, state: _Directory) -> None:
+    def _run(self, path: str, state: _Target) -> None:
         """
         One fsync on behalf of every ticket issued so far (called and returning with the
         condition held; released meanwhile).

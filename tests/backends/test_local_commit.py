@@ -17,7 +17,7 @@ import pytest_twisted
 from gateway.backends import localfs, localkeys
 from gateway.backends.local import LocalBackend
 from gateway.backends.localkeys import resolve_inside
-from gateway.backends.localsync import DirectorySyncs, start_writeback
+from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.interfaces import InvalidObjectKey
 from tests.backends.support import get, metadata_for, put
 from tests.backends.test_local import _reactor, make
@@ -86,7 +86,7 @@ def test_directory_syncs_shared() -> None:
             began.set()
             release.wait(10)
 
-    syncs = DirectorySyncs(fsync)
+    syncs = SharedSyncs(fsync)
 
     def commit() -> None:
         asked.append(1)
@@ -117,13 +117,13 @@ def test_directory_sync_failure_not_shared() -> None:
             raise OSError(5, "I/O error")
         results.append(path)
 
-    syncs = DirectorySyncs(fsync)
+    syncs = SharedSyncs(fsync)
     with pytest.raises(OSError):
         syncs.sync("/d")
     syncs.sync("/d")
     assert results == ["/d"]
     # Nothing is remembered of a directory nobody waits on.
-    assert syncs._directories == {}
+    assert syncs._targets == {}
 
 
 def test_resolve_inside_without_realpath(
@@ -189,3 +189,49 @@ def test_start_writeback_on_a_real_file(tmp_path: Path) -> None:
         f.flush()
         start_writeback(f.fileno(), 0, 100000)
     assert (tmp_path / "f").read_bytes() == b"y" * 100000
+
+
+@pytest_twisted.ensureDeferred
+async def test_rows_are_synced_before_the_answer(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The index's log is fsynced after each committed row and before the writer's commit answers,
+    for a PUT, a folder marker and a metadata update alike.
+    """
+    import sqlite3
+
+    from gateway.backends import localindex
+
+    synced: List[str] = []
+    index_path = backend.index._path
+
+    def recording_fsync(path: str) -> None:
+        # The row being made durable is committed already: another connection sees it.
+        with sqlite3.connect(index_path) as other:
+            synced.append(
+                path + ":" + ",".join(k for (k,) in other.execute("SELECT key FROM objects"))
+            )
+
+    monkeypatch.setattr(localindex, "fsync_file", recording_fsync)
+    await put(backend, "a/b", b"body")
+    assert synced == [index_path + "-wal:a/b"]
+    await put(backend, "folder/", b"")
+    assert synced[-1].startswith(index_path + "-wal:") and "folder/" in synced[-1]
+    count = len(synced)
+    await backend.update_metadata("a/b", metadata_for(b"body"))
+    assert len(synced) == count + 1
+
+
+def test_index_sync_without_a_log(tmp_path: Path) -> None:
+    """
+    With no write-ahead log on disk (checkpointed away), the database file itself is synced.
+    """
+    from gateway.backends.localindex import ObjectIndex
+
+    index = ObjectIndex(str(tmp_path / "index.sqlite"))
+    index.get("x")  # creates the database
+    wal = tmp_path / "index.sqlite-wal"
+    index.close()
+    assert not wal.exists()
+    index.sync()  # must not raise

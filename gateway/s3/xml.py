@@ -14,12 +14,27 @@ import time
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 from xml.etree import ElementTree
 
+from attrs import frozen
+
 from gateway.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
+
+@frozen
+class Markup:
+    """
+    A stretch of document already written as XML text, put into a document as it is.
+
+    Long, regular documents (a listing page of a thousand ``Contents``) are much cheaper to
+    write from a template than node by node; their writer escapes every value with L{escape}.
+    """
+
+    text: str
+
+
 #: A document node: ``(tag, text-or-children)``; ``None`` children are skipped.
-Node = Tuple[str, Union[str, int, bool, None, Sequence[Optional["Node"]]]]
+Node = Tuple[str, Union[str, int, bool, None, Sequence[Union[Optional["Node"], Markup]]]]
 
 
 def iso8601(timestamp: float) -> str:
@@ -34,40 +49,89 @@ def iso8601(timestamp: float) -> str:
 #: Characters XML 1.0 cannot carry (section 2.2), even as references.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
+#: Characters that text cannot carry as they are: markup, a carriage return (which parsers read
+#: back as a line feed, so it travels as a reference), and those XML cannot carry at all.
+_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def escape(text: str) -> str:
+    """
+    C{text} as the content of an element.
+
+    A key may hold control characters XML cannot carry; they become U+FFFD, and clients that
+    need them exactly list with encoding-type=url, as the S3 API Reference advises.
+    """
+    if _SPECIAL.search(text) is None:
+        return text
+    return (
+        _NOT_XML.sub("\ufffd", text)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", "&#13;")
+    )
+
+
+def _escape_attribute(value: str) -> str:
+    return (
+        escape(value)
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+        .replace("\t", "&#09;")
+    )
+
 
 def _text(value: Union[str, int, bool]) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    # A key may hold control characters; clients that need them exactly list with
-    # encoding-type=url, as the S3 API Reference advises.
-    return _NOT_XML.sub("\ufffd", str(value))
+    return escape(str(value))
 
 
-def _build(parent: Optional[ElementTree.Element], node: Node) -> ElementTree.Element:
+def _write(node: Node, out: List[str], attributes: str = "") -> None:
+    """
+    Append the text of C{node} to C{out}: an element without content is written ``<Tag />``.
+    """
     tag, content = node
-    element = (
-        ElementTree.Element(tag) if parent is None else ElementTree.SubElement(parent, tag)
-    )
     if isinstance(content, (list, tuple)):
-        for child in content:
-            if child is not None:
-                _build(element, child)
-    elif content is not None:
-        element.text = _text(content)
-    return element
+        children = [child for child in content if child is not None]
+        if not children:
+            out.append(f"<{tag}{attributes} />")
+            return
+        out.append(f"<{tag}{attributes}>")
+        for child in children:
+            if isinstance(child, Markup):
+                out.append(child.text)
+            else:
+                _write(child, out)
+        out.append(f"</{tag}>")
+        return
+    text = "" if content is None else _text(content)
+    if text:
+        out.append(f"<{tag}{attributes}>{text}</{tag}>")
+    else:
+        out.append(f"<{tag}{attributes} />")
+
+
+def markup(node: Node) -> Markup:
+    """
+    The text of C{node} as an element inside a document, to repeat in a template.
+    """
+    out: List[str] = []
+    _write(node, out)
+    return Markup("".join(out))
 
 
 def render(node: Node, namespace: Optional[str] = NAMESPACE) -> bytes:
     """
     Serialise a document with the XML declaration, in the S3 namespace unless told otherwise.
+
+    The text is what ElementTree would write for the same tree (tests hold the two side by
+    side), written directly: building and serialising an element tree cost a listing page of
+    a thousand keys several milliseconds.
     """
-    root = _build(None, node)
-    if namespace:
-        root.set("xmlns", namespace)
-    # A carriage return must travel as a reference, or parsers read it back as a line feed.
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(
-        root, encoding="utf-8", xml_declaration=False
-    ).replace(b"\r", b"&#13;")
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n']
+    _write(node, out, f' xmlns="{_escape_attribute(namespace)}"' if namespace else "")
+    return "".join(out).encode("utf-8", "xmlcharrefreplace")
 
 
 def error_document(

@@ -1,0 +1,127 @@
+"""
+Tests of :mod:`gateway.backends.localwalk` on folders larger than one batch, where entries are
+drawn from a heap rather than sorted: every page of every walk is the page that S3's order of
+the same keys gives (L{gateway.listing.paginate} over the sorted keys), whatever the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pytest
+
+from gateway.backends import localwalk
+from gateway.backends.localindex import IndexRow, ObjectIndex
+from gateway.listing import paginate
+from gateway.model import ObjectInfo
+
+#: Names that sort differently as a directory (``a/``) and as a file: ``a-b`` and ``a.b`` sort
+#: before ``a/``, ``a0`` after it.
+TRICKY_FILES = ["a-b", "a.b", "a0", "a\u00e9", "b\x01", "c&<d>"]
+
+
+def make_tree(root: Path, big: int) -> List[str]:
+    """
+    Files and folders under C{root}; the keys a listing must show, in S3 order.
+    """
+    keys = ["top"]
+    for i in range(big):
+        keys.append(f"big/{i:04d}")
+    keys += [f"big/{name}" for name in TRICKY_FILES]
+    keys += ["big/a/x", "big/a/y/z", "big/sub/1", "big/sub/2"]
+    for key in keys:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(key.encode("utf-8"))
+    # Not listed: a name no key can have, and the reserved folder.
+    (root / "big" / "back\\slash").write_bytes(b"")
+    (root / ".s3gateway").mkdir()
+    (root / ".s3gateway" / "f").write_bytes(b"")
+    return sorted(keys)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Tuple[Path, ObjectIndex, List[str]]:  # type: ignore[no-untyped-def]
+    base = tmp_path_factory.mktemp("walk")
+    root = base / "bucket"
+    root.mkdir()
+    keys = make_tree(root, 1200)
+    index = ObjectIndex(str(base / "index.sqlite3"))
+    yield root, index, keys
+    index.close()
+
+
+def walk_pages(
+    root: Path, index: ObjectIndex, prefix: str, delimiter: Optional[str], start_after: str, size: int
+) -> Tuple[List[str], List[str]]:
+    keys: List[str] = []
+    prefixes: List[str] = []
+    marker = start_after
+    while True:
+        entries = localwalk.walk(index, str(root), prefix, delimiter == "/", marker)
+        page = paginate(entries, prefix, delimiter, marker, size)
+        keys += [info.key for info in page.objects]
+        prefixes += list(page.common_prefixes)
+        if not page.is_truncated:
+            return keys, prefixes
+        assert page.next_marker is not None
+        marker = page.next_marker
+
+
+def expected_pages(
+    all_keys: List[str], prefix: str, delimiter: Optional[str], start_after: str, size: int
+) -> Tuple[List[str], List[str]]:
+    infos = [ObjectInfo(key=k, size=0, etag="", last_modified=0) for k in all_keys]
+    keys: List[str] = []
+    prefixes: List[str] = []
+    marker = start_after
+    while True:
+        page = paginate(iter(infos), prefix, delimiter, marker, size)
+        keys += [info.key for info in page.objects]
+        prefixes += list(page.common_prefixes)
+        if not page.is_truncated:
+            return keys, prefixes
+        assert page.next_marker is not None
+        marker = page.next_marker
+
+
+@pytest.mark.parametrize(
+    "prefix, delimiter",
+    [("", None), ("", "/"), ("big/", None), ("big/", "/"), ("big/a", "/"), ("big/0", None)],
+)
+@pytest.mark.parametrize(
+    "start_after",
+    ["", "big/0599", "big/0599x", "big/a", "big/a-", "big/a/", "big/a/x", "big/a/y/", "big/b"],
+)
+@pytest.mark.parametrize("size", [1000, 333])
+def test_pages_in_s3_order(tree, prefix, delimiter, start_after, size) -> None:  # type: ignore[no-untyped-def]
+    root, index, keys = tree
+    assert walk_pages(root, index, prefix, delimiter, start_after, size) == expected_pages(
+        keys, prefix, delimiter, start_after, size
+    )
+
+
+def test_listed_values(tree) -> None:  # type: ignore[no-untyped-def]
+    root, index, keys = tree
+    page = paginate(localwalk.walk(index, str(root), "big/", False, ""), "big/", None, "", 1000)
+    for info in page.objects:
+        assert info.size == len(info.key.encode("utf-8"))
+        assert info.last_modified == os.stat(root / info.key).st_mtime_ns / 1e9
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        IndexRow(key="k", size=3, mtime_ns=1_500_000_000_123_456_789, etag="e"),
+        IndexRow(key="k", size=3, mtime_ns=1, etag="e-2", content_type="text/x", parts_count=2),
+        IndexRow(key="k", size=3, mtime_ns=1, etag="e", metadata=json.dumps({"a": "b"})),
+        IndexRow(key="k", size=3, mtime_ns=1, etag="e", headers=json.dumps({"cache-control": "x"})),
+        IndexRow(key="k", size=3, mtime_ns=1, etag="e", tags=json.dumps({"t": "v"})),
+        IndexRow(key="k", size=3, mtime_ns=1, etag="e-2", parts_count=2, part_sizes="[1, 2]"),
+    ],
+)
+def test_listed_info_is_row_info(row: IndexRow) -> None:
+    assert localwalk.listed_info(row) == row.info()

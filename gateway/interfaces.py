@@ -94,7 +94,8 @@ class IObjectReader(Interface):
     def deliver(consumer: IConsumer, byte_range: Optional[ByteRange]) -> "Deferred[None]":
         """
         Write the body (or the given range of it) to C{consumer}, registering a push producer on
-        it so that a slow consumer pauses the reads. The object is closed when this ends.
+        it so that a slow consumer pauses the reads; a body of at most one read block may instead
+        be written in one C{write}, with no producer. The object is closed when this ends.
 
         :param byte_range: a range already checked against C{info.size}, or C{None} for all.
         :return: fires when every byte has been written (the producer is unregistered by then),

@@ -9,14 +9,29 @@ relayed event gains C{worker_pid}, and its log system names the worker
 
 Anything else a worker writes (standard error, a line that is not JSON: an interpreter crash) is
 relayed as text, at level error for standard error.
+
+Every request makes one access-log event, so both ends have a quick path for events whose fields
+are plain strings and numbers, as access-log events are: L{event_as_json} writes them without
+twisted.logger's flattening and per-object hooks, and L{LineRelay} reads them back with a plain
+C{json.loads}. Through twisted.logger's C{eventAsJSON} and C{eventFromJSON} the relay cost about
+30 microseconds per event on each side, a tenth of a small GET. Any other event takes
+twisted.logger's way, and both ways give the supervisor the same event.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Dict, List
 
-from twisted.logger import LogLevel, eventFromJSON
+from twisted.logger import LogLevel, eventAsJSON, eventFromJSON
+
+#: How twisted.logger's JSON marks a log level (C{twisted.logger._json.classInfo}).
+_LEVEL_CLASS = "02E59486-F24D-46AD-8224-3ACDF2A5732A"
+_CLASS_KEY = '"__class_uuid__"'
+
+#: The types written as they are by L{event_as_json} (exact types: no subclasses).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 #: The longest line kept whole; a longer one is relayed in pieces, so a runaway worker cannot make
 #: the supervisor buffer without bound.
@@ -93,9 +108,40 @@ class LineRelay:
         if not text.startswith("{"):
             return None
         try:
-            event = eventFromJSON(text)
+            if text.count(_CLASS_KEY) == 1:
+                # Only the log level is an object of twisted.logger's (L{event_as_json}).
+                event = json.loads(text)
+                if isinstance(event, dict):
+                    level = event.get("log_level")
+                    if isinstance(level, dict) and level.get("__class_uuid__") == _LEVEL_CLASS:
+                        event["log_level"] = getattr(LogLevel, level.get("name", ""), None)
+                    else:
+                        event = eventFromJSON(text)
+            else:
+                event = eventFromJSON(text)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
         if not isinstance(event, dict) or "log_level" not in event:
             return None
         return event
+
+
+def event_as_json(event: Dict[str, Any]) -> str:
+    """
+    C{event} as twisted.logger's C{eventAsJSON} writes it, quickly when every field is a plain
+    string, number, boolean or C{None} (the log level and the logger aside).
+
+    Such an event needs no flattening: its format fields can be formatted again from the values
+    themselves. Any other event (an object, a failure, a container) goes to C{eventAsJSON}.
+    """
+    plain: Dict[str, Any] = {}
+    for name, value in event.items():
+        if type(value) in _PLAIN:
+            plain[name] = value
+        elif name == "log_level" and getattr(LogLevel, getattr(value, "name", ""), None) is value:
+            plain[name] = {"name": value.name, "__class_uuid__": _LEVEL_CLASS}
+        elif name == "log_logger":
+            plain[name] = {"unpersistable": True}
+        else:
+            return eventAsJSON(event)
+    return json.dumps(plain)

@@ -28,13 +28,14 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     Logger,
+    FileLogObserver,
     globalLogBeginner,
-    jsonFileLogObserver,
 )
 from twisted.python.reflect import safe_str
 from zope.interface import provider
 
 from gateway.drain import ConnectionTracker, drain
+from gateway.logrelay import event_as_json
 from gateway.serving import build_site, open_store
 
 #: How long a stopping worker waits for requests in flight, in seconds.
@@ -142,7 +143,8 @@ def log_to_stdout() -> None:
     supervisor carries only JSON.
     """
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    to_json = jsonFileLogObserver(sys.stdout, recordSeparator="")
+    # What jsonFileLogObserver writes, quicker for access-log events (see gateway.logrelay).
+    to_json = FileLogObserver(sys.stdout, lambda event: event_as_json(event) + "\n")
 
     @provider(ILogObserver)
     def observer(event: Dict[str, Any]) -> None:

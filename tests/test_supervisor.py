@@ -323,3 +323,65 @@ def test_accept_fairly_caps_accepts_per_wakeup() -> None:
     port.doRead()
     port.doRead()
     assert port.seen == [2, 2]
+
+
+def _access_event() -> dict:
+    logged: list = []
+    Logger(namespace="s3gateway.access", observer=logged.append).info(
+        "{access_line}", access_line="GET /b/k 200", status=200, duration_ms=1.5,
+        disconnected=False, key="k{}\n\u00e9", note=None,
+    )
+    return logged[0]
+
+
+def test_event_as_json_plain_event_round_trips() -> None:
+    """
+    An event of plain fields (an access-log event) is written without twisted.logger's
+    flattening, and read back by the relay as twisted.logger would read eventAsJSON's text.
+    """
+    from twisted.logger import eventFromJSON, formatEvent
+
+    from gateway.logrelay import event_as_json
+
+    text = event_as_json(_access_event())
+    assert "log_flattened" not in text
+    events: list = []
+    LineRelay(5, events.append, json_lines=True).data_received(text.encode() + b"\n")
+    (relayed,) = events
+    expected = eventFromJSON(eventAsJSON(_access_event()))
+    for name in ("log_level", "log_namespace", "log_format", "status", "duration_ms", "key",
+                 "disconnected", "note", "access_line", "log_logger"):
+        assert relayed[name] == expected[name], name
+    assert relayed["log_level"] is LogLevel.info
+    assert formatEvent(relayed) == "GET /b/k 200"
+    assert relayed["worker_pid"] == 5
+
+
+def test_event_as_json_other_events_take_twisted_way() -> None:
+    from gateway.logrelay import event_as_json
+
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        failure = Failure()
+    logged: list = []
+    Logger(namespace="x", observer=logged.append).failure("boom {n}", failure, n=(1, 2))
+    text = event_as_json(portable_event(logged[0]))
+    assert "log_flattened" in text
+    events: list = []
+    LineRelay(5, events.append, json_lines=True).data_received(text.encode() + b"\n")
+    (relayed,) = events
+    assert relayed["log_level"] is LogLevel.critical
+    assert relayed["log_failure"].value == "division by zero"
+
+
+def test_relay_reads_a_string_that_looks_like_a_level_marker() -> None:
+    logged: list = []
+    Logger(namespace="x", observer=logged.append).info("{v}", v="__class_uuid__")
+    from gateway.logrelay import event_as_json
+
+    events: list = []
+    LineRelay(5, events.append, json_lines=True).data_received(
+        event_as_json(logged[0]).encode() + b"\n"
+    )
+    assert events[0]["v"] == "__class_uuid__" and events[0]["log_level"] is LogLevel.info

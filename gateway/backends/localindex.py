@@ -87,17 +87,21 @@ class IndexRow:
         return self.size == size and self.mtime_ns == mtime_ns
 
     def info(self) -> ObjectInfo:
+        # Most rows have no metadata, headers, tags or parts: their empty columns are not
+        # decoded (four json.loads were a tenth of a small GET's index lookup).
+        metadata, headers, tags = self.metadata, self.headers, self.tags
+        part_sizes = self.part_sizes
         return ObjectInfo(
             key=self.key,
             size=self.size,
             etag=self.etag,
             last_modified=self.mtime_ns / 1e9,
             content_type=self.content_type,
-            metadata=json.loads(self.metadata),
-            headers=json.loads(self.headers),
+            metadata={} if metadata == "{}" else json.loads(metadata),
+            headers={} if headers == "{}" else json.loads(headers),
             parts_count=self.parts_count,
-            tags=json.loads(self.tags),
-            part_sizes=json.loads(self.part_sizes),
+            tags={} if tags == "{}" else json.loads(tags),
+            part_sizes=[] if part_sizes == "[]" else json.loads(part_sizes),
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import BinaryIO, Optional
 
 from attrs import define, field
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -162,6 +162,8 @@ class FileReader:
             first, length = 0, self.info.size
         else:
             first, length = byte_range.first, byte_range.length
+        if length <= self._block_size:
+            return self._deliver_at_once(consumer, first, length)
         try:
             self._file.seek(first)
         except Exception:
@@ -171,6 +173,36 @@ class FileReader:
             consumer, self._file, length, clock=self._clock, block_size=self._block_size
         )
         return producer.start()
+
+    def _deliver_at_once(self, consumer: IConsumer, first: int, length: int) -> "Deferred[None]":
+        """
+        Read and write a body of at most one block in one go.
+
+        A producer would do the same, one read and one write, but registering it on the
+        consumer and unregistering it again (through the request, the channel and the
+        transport) cost as much as the rest of delivering a small object.
+        """
+        file = self._file
+        try:
+            try:
+                file.seek(first)
+                chunks = []
+                remaining = length
+                while remaining > 0:
+                    data = file.read(remaining)
+                    if not data:
+                        break
+                    chunks.append(data)
+                    remaining -= len(data)
+            finally:
+                file.close()
+            if chunks:
+                consumer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if remaining > 0:
+                raise TruncatedFile(f"file ended with {remaining} bytes still expected")
+        except Exception:
+            return fail()
+        return succeed(None)
 
     def close(self) -> None:
         self._file.close()

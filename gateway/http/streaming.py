@@ -19,13 +19,16 @@ connection is closed after the response, as RFC 9110 section 10.1.1 allows.
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.python import failure
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.resource import _IEncodingResource
 from zope.interface import implementer
 
 #: How much body may wait in memory for a consumer before the transport is paused.
@@ -236,6 +239,48 @@ class StreamingRequest(server.Request):
         self.path, _, self._query = path.partition(b"?")
         self.process()
 
+    def process(self) -> None:
+        """
+        Find the resource and render it, as twisted.web does, less its per-request work that a
+        site whose root is a leaf never uses: the path is not split into C{postpath} segments
+        (unless asked for, see L{postpath}) nor walked, and the Date header is formatted once
+        per second (L{StreamingSite.http_date}).
+        """
+        site = self.channel.site
+        root = site.resource
+        if not getattr(root, "isLeaf", False) or self.path == b"*":
+            super().process()
+            return
+        self.site = site
+        self.sitepath = []
+        self.prepath = []
+        self.setHeader(b"server", server.version)
+        self.setHeader(b"date", site.http_date())
+        try:
+            if _IEncodingResource.providedBy(root):
+                encoder = root.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(root)
+        except BaseException:
+            self.processingFailed(failure.Failure())
+
+    @property
+    def postpath(self) -> List[bytes]:
+        """
+        The path segments not yet consumed by resource traversal, decoded; computed when first
+        asked for (the gateway's single leaf resource never asks).
+        """
+        segments = self.__dict__.get("_postpath")
+        if segments is None:
+            segments = [unquote_to_bytes(s) for s in self.path[1:].split(b"/")]
+            self.__dict__["_postpath"] = segments
+        return segments
+
+    @postpath.setter
+    def postpath(self, value: List[bytes]) -> None:
+        self.__dict__["_postpath"] = value
+
     @property  # type: ignore[override]
     def args(self) -> Dict[bytes, List[bytes]]:
         """
@@ -331,10 +376,22 @@ class StreamingChannel(http.HTTPChannel):
     tolerates a request that was answered, and closed, before its body ended.
     """
 
+    _host = None
+
     def connectionMade(self) -> None:
         super().connectionMade()
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = READ_SIZE
+
+    def getHost(self):  # type: ignore[no-untyped-def]
+        """
+        The local address, asked of the socket once per connection rather than once per request
+        (twisted.web's Request asks for it when made: a C{getsockname} call each time).
+        """
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
@@ -379,6 +436,18 @@ class StreamingSite(server.Site):
 
     requestFactory = StreamingRequest
     protocol = StreamingChannel  # type: ignore[assignment]
+    _date_second = -1
+    _date = b""
+
+    def http_date(self) -> bytes:
+        """
+        The Date header's value for now, formatted once per second.
+        """
+        now = int(time.time())
+        if now != self._date_second:
+            self._date = http.datetimeToString(now)
+            self._date_second = now
+        return self._date
 
     def log(self, request: http.Request) -> None:
         pass

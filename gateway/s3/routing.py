@@ -5,10 +5,11 @@ sub-resource query parameters, not by path, so this is a table rather than URL r
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
-from urllib.parse import parse_qsl, unquote
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+from urllib.parse import unquote, unquote_to_bytes
 
 from gateway.s3.errors import S3Error
+from gateway.s3.sigv4 import raw_query_pairs
 
 #: Sub-resources that name an operation the gateway does not offer.
 UNSUPPORTED_SUBRESOURCES = frozenset(
@@ -36,21 +37,39 @@ def parse_path(raw_path: bytes) -> Tuple[str, str]:
     return bucket, key
 
 
-def parse_query(raw_query: bytes) -> Dict[str, str]:
+def parse_query(
+    raw_query: bytes, raw_pairs: Optional[Sequence[Tuple[bytes, bytes]]] = None
+) -> Dict[str, str]:
     """
-    The query parameters, decoded; the first value of a repeated name wins.
+    The query parameters, decoded as a form would be (``+`` is a space); the first value of a
+    repeated name wins.
+
+    :param raw_pairs: the query already split into escaped pairs
+        (L{gateway.s3.sigv4.RequestFacts.raw_pairs}), so that a request splits it once.
+    :raise S3Error: InvalidURI when the query, or what an escape in it stands for, is not UTF-8.
     """
     query: Dict[str, str] = {}
     if not raw_query:
         return query
+    if raw_pairs is None:
+        raw_pairs = raw_query_pairs(raw_query)
     try:
-        text = raw_query.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
+        raw_query.decode("utf-8")
+        for name, value in raw_pairs:
+            query.setdefault(_form_decode(name), _form_decode(value))
+    except UnicodeDecodeError:
         raise S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400)
-    for name, value in pairs:
-        query.setdefault(name, value)
     return query
+
+
+def _form_decode(escaped: bytes) -> str:
+    # As urllib.parse.parse_qsl(errors="strict") decodes a field of a query that is valid UTF-8
+    # (checked by the caller): "+" a space, then %XX escapes, strictly UTF-8.
+    if b"+" in escaped:
+        escaped = escaped.replace(b"+", b" ")
+    if b"%" in escaped:
+        escaped = unquote_to_bytes(escaped)
+    return escaped.decode("utf-8")
 
 
 def operation_name(

@@ -336,7 +336,7 @@ def _date_line(facts: RequestFacts) -> str:
 
 def _query(facts: RequestFacts) -> Dict[str, str]:
     query: Dict[str, str] = {}
-    for name, value in query_pairs(facts.raw_query):
+    for name, value in facts.query_pairs:
         query.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return query
 

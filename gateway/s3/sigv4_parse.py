@@ -27,7 +27,6 @@ from gateway.s3.sigv4 import (
     SignatureV4,
     malformed_code,
     parse_timestamp,
-    query_pairs,
 )
 
 #: The longest validity of a presigned URL: seven days ("Authenticating Requests: Using Query
@@ -45,6 +44,8 @@ _QUERY_PARAMETERS = (
 )
 
 _HEX_SIGNATURE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
+_EXPIRES = re.compile(r"\A-?\d{1,12}\Z")
+_DATE = re.compile(r"\A\d{8}\Z")
 _HEADER_NAME = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 
 
@@ -63,7 +64,7 @@ def parse_v4(facts: RequestFacts) -> Optional[SignatureV4]:
             return None
         return _parse_header(facts, authorization)
     query = {}
-    for name, value in query_pairs(facts.raw_query):
+    for name, value in facts.query_pairs:
         query.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     if "X-Amz-Algorithm" in query or "X-Amz-Credential" in query or "X-Amz-Signature" in query:
         return _parse_query(facts, query)
@@ -152,7 +153,7 @@ def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
             f'X-Amz-Algorithm only supports "{ALGORITHM}"',
         )
     expires_text = query["X-Amz-Expires"]
-    if not re.match(r"\A-?\d{1,12}\Z", expires_text):
+    if not _EXPIRES.match(expires_text):
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
     expires = int(expires_text)
     if expires < 1:
@@ -185,7 +186,7 @@ def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
 
 
 def _check_payload_hash(payload_hash: str) -> None:
-    if payload_hash in PAYLOAD_MODES or re.match(r"\A[0-9a-fA-F]{64}\Z", payload_hash):
+    if payload_hash in PAYLOAD_MODES or _HEX_SIGNATURE.match(payload_hash):
         return
     if payload_hash.startswith("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"):
         raise S3Error("NotImplemented", "Signature Version 4A is not supported.")
@@ -212,7 +213,7 @@ def _signature(
     code = malformed_code(presigned)
     prefix = QUERY_ERROR_PREFIX if presigned else HEADER_ERROR_PREFIX
     parts = credential.rsplit("/", 4)
-    if len(parts) != 5 or not all(parts) or not re.match(r"\A\d{8}\Z", parts[1]):
+    if len(parts) != 5 or not all(parts) or not _DATE.match(parts[1]):
         raise S3Error(code, f"{prefix}the Credential is mal-formed; {_CREDENTIAL_FORM}")
     access_key_id, date, region, service, terminator = parts
     if service != SERVICE:

@@ -218,3 +218,43 @@ def test_file_reader(byte_range: Optional[ByteRange]) -> None:
     assert result(reader.deliver(consumer, byte_range)) is None
     expected = DATA if byte_range is None else DATA[byte_range.first : byte_range.last + 1]
     assert consumer.body == expected
+
+
+def test_file_reader_writes_a_small_body_at_once() -> None:
+    """
+    A body of at most one block is read and written in one go, with no producer registered
+    (registering one through a request, its channel and transport cost as much as the rest).
+    """
+    info = ObjectInfo(key="k", size=len(DATA), etag="e", last_modified=0.0)
+    file = TrackedFile(DATA)
+    consumer = Consumer()
+    done = FileReader(info, file).deliver(consumer, ByteRange(10, 4105))
+    assert result(done) is None
+    assert consumer.chunks == [DATA[10:4106]] and file.reads == 1 and file.closed
+    assert consumer.producer is None and not consumer.unregistered
+
+
+def test_file_reader_small_body_truncated() -> None:
+    info = ObjectInfo(key="k", size=10, etag="e", last_modified=0.0)
+    file = io.BytesIO(b"short")
+    consumer = Consumer()
+    done = FileReader(info, file).deliver(consumer, None)
+    assert result(done).check(TruncatedFile)
+    assert consumer.body == b"short" and file.closed
+
+
+def test_file_reader_small_body_read_error() -> None:
+    info = ObjectInfo(key="k", size=10, etag="e", last_modified=0.0)
+    file = BrokenFile(DATA)
+    consumer = Consumer()
+    done = FileReader(info, file).deliver(consumer, None)
+    assert result(done).check(OSError)
+    assert consumer.chunks == [] and file.closed
+
+
+def test_file_reader_large_body_streams() -> None:
+    info = ObjectInfo(key="k", size=len(DATA), etag="e", last_modified=0.0)
+    consumer = Consumer()
+    done = FileReader(info, io.BytesIO(DATA), block_size=4096).deliver(consumer, None)
+    assert result(done) is None
+    assert [len(c) for c in consumer.chunks] == [4096, 4096, 2048] and consumer.unregistered

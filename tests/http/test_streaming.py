@@ -1170,3 +1170,68 @@ def test_amz_header_names_in_lower_case(connection: Connection) -> None:
     assert not any(line.lower().startswith(b"x-amz-") and line[:6] != b"x-amz-" for line in lines)
     (response,) = final_responses(connection.transport)
     assert response.body == b"hello /meta"
+
+
+# Per-request work skipped for a leaf root.
+
+
+def test_leaf_root_request_has_server_and_date_headers(connection: Connection) -> None:
+    """
+    A leaf root is rendered without traversal, with twisted.web's default headers; the path's
+    segments are still there when asked for.
+    """
+    connection.feed(head(b"GET", b"/a%20b/c?x=1"))
+    (response,) = final_responses(connection.transport)
+    assert response.status == 200 and response.body == b"hello /a%20b/c"
+    assert response.headers[b"server"].startswith(b"TwistedWeb/")
+    assert response.headers[b"date"].endswith(b" GMT")
+    assert connection.resource.gets == [b"/a%20b/c"]
+
+
+def test_postpath_is_decoded_segments(connection: Connection) -> None:
+    request = StreamingRequest(connection.protocol, False)
+    request.path = b"/a%20b/c/"
+    assert request.postpath == [b"a b", b"c", b""]
+    request.postpath = [b"x"]
+    assert request.postpath == [b"x"]
+
+
+def test_non_leaf_root_is_traversed() -> None:
+    root = Resource()
+    child = BodyResource()
+    root.putChild(b"child", child)
+    site = StreamingSite(root, reactor=MemoryReactorClock())
+    protocol = site.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(head(b"GET", b"/child/x"))
+    (response,) = final_responses(transport)
+    assert response.status == 200 and response.body == b"hello /child/x"
+
+
+def test_date_header_formatted_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.http import streaming
+
+    now = [1_700_000_000.2]
+    monkeypatch.setattr(streaming.time, "time", lambda: now[0])
+    site = StreamingSite(BodyResource(), reactor=MemoryReactorClock())
+    first = site.http_date()
+    assert first == http.datetimeToString(1_700_000_000)
+    now[0] = 1_700_000_000.9
+    assert site.http_date() is first
+    now[0] = 1_700_000_001.0
+    assert site.http_date() == http.datetimeToString(1_700_000_001)
+
+
+def test_channel_asks_the_transport_for_its_address_once(connection: Connection) -> None:
+    calls = []
+    original = connection.transport.getHost
+
+    def get_host():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original()
+
+    connection.transport.getHost = get_host  # type: ignore[method-assign]
+    connection.feed(head(b"GET", b"/one"), head(b"GET", b"/two"))
+    assert len(final_responses(connection.transport)) == 2
+    assert len(calls) == 1

@@ -333,3 +333,40 @@ def test_upload_id_presence_not_value_decides(value: Optional[str]) -> None:
     expected = "DeleteObject" if value is None else "AbortMultipartUpload"
     assert operation_name("DELETE", "bucket", "key", query) == expected
 
+
+
+def _parse_qsl_reference(raw: bytes) -> Dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    query: Dict[str, str] = {}
+    for name, value in parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict"):
+        query.setdefault(name, value)
+    return query
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a+b%2B=c+%2b+d", b"%=%%&%zz=%4", b"k=%E2%82%AC+\xe2\x82\xac", b"=v&n=", b"a;b=c",
+        b"X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=60",
+        b"response-content-disposition=attachment%3B+filename%3D%22a+b.txt%22",
+    ],
+)
+def test_parse_query_decodes_as_parse_qsl(raw: bytes) -> None:
+    """
+    The query is split once per request (shared with the signature check) and decoded by hand,
+    exactly as a form would be by urllib's parse_qsl.
+    """
+    from gateway.s3.sigv4 import raw_query_pairs
+
+    assert parse_query(raw) == _parse_qsl_reference(raw)
+    assert parse_query(raw, raw_query_pairs(raw)) == _parse_qsl_reference(raw)
+
+
+def test_parse_query_refuses_bytes_that_an_escape_would_complete() -> None:
+    """
+    A raw continuation byte after an escaped lead byte decodes to UTF-8 only after unescaping:
+    parse_qsl refuses it (the raw query is not UTF-8), and so does this.
+    """
+    with pytest.raises(S3Error):
+        parse_query(b"prefix=%C3\xa9")

@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Sequence
 from twisted.internet.interfaces import IConsumer, IProducer, IReactorFromThreads
 from zope.interface import implementer
 
-from gateway.http.streaming import BodyConsumerStopped, IncompleteRequestBody, RequestBody
+from gateway.http.body import BodyConsumerStopped, IncompleteRequestBody, RequestBody
 from gateway.interfaces import IObjectWriter
 from gateway.s3.checksums import BodyDigests
 from gateway.s3.hashing import BackgroundDigests

@@ -25,15 +25,13 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.http.streaming import (
+from gateway.http.body import (
     HIGH_WATER_MARK,
     BodyConsumerStopped,
     IncompleteRequestBody,
     RequestBody,
-    StreamingChannel,
-    StreamingRequest,
-    StreamingSite,
 )
+from gateway.http.streaming import StreamingChannel, StreamingRequest, StreamingSite
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 

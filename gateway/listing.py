@@ -88,25 +88,34 @@ def paginate(
     truncated = False
     if max_keys <= 0:
         return ListingPage()
+    # The loop runs once per key of a page of up to a thousand: common_prefix is written out.
+    start = len(prefix)
+    taken = 0
     for entry in entries:
         if isinstance(entry, Subtree):
             rolled = _subtree_prefix(entry, prefix, delimiter)
             if rolled is None:
                 continue
         else:
-            if not entry.key.startswith(prefix) or entry.key <= start_after:
+            key = entry.key
+            if key <= start_after or not key.startswith(prefix):
                 continue
-            rolled = common_prefix(entry.key, prefix, delimiter)
+            rolled = None
+            if delimiter:
+                position = key.find(delimiter, start)
+                if position >= 0:
+                    rolled = key[: position + len(delimiter)]
         if rolled is not None and (rolled == marker or rolled <= start_after):
             continue
-        if len(objects) + len(prefixes) >= max_keys:
+        if taken >= max_keys:
             # One more entry proves that the page is truncated; read no further.
             truncated = True
             break
+        taken += 1
         if rolled is None:
             assert isinstance(entry, ObjectInfo)
             objects.append(entry)
-            marker = entry.key
+            marker = key
         else:
             prefixes.append(rolled)
             marker = rolled

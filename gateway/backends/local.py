@@ -22,12 +22,14 @@ Listings show directories as common prefixes with delimiter ``/``, also empty on
 by other means; only regular files and directories are listed (symbolic links are not, though a
 key that leads through a link to a place still inside the root is served).
 
-Every blocking call runs in the thread pool, except quick ones on one object, which would cost
-less than the hand-over to a thread and back: the writes of upload bodies, which go to the page
-cache as they arrive on the reactor thread (never the whole body), the creation of their temporary
-file, and the checks of a key before its body is read (a few C{stat}s). A PUT's commit (fsync,
-rename, index row, directory fsync) is one hand-over; concurrent commits into one folder share
-their directory fsyncs (L{gateway.backends.localsync}).
+Every blocking call runs in the thread pool, except quick ones, which would cost less than the
+hand-over to a thread and back: reading one object's metadata and opening it, the writes of upload
+bodies, which go to the page cache as they arrive on the reactor thread (never the whole body), the
+creation of their temporary file, the checks of a key before its body is read (a few C{stat}s),
+and a listing that reads one small directory (L{gateway.backends.localwalk.reads_little}). Each
+goes to a thread after all when it turns out to need a whole file read (an ETag not yet known). A
+PUT's commit (fsync, rename, index row, directory and index-log fsyncs) is one hand-over;
+concurrent commits share their fsyncs (L{gateway.backends.localsync}).
 """
 
 from __future__ import annotations
@@ -44,14 +46,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from gateway.backends import localcopy, localfs, localparts
+from gateway.backends import localcopy, localfs, localparts, localwalk
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localsync import SharedSyncs
-from gateway.backends.localwalk import walk
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
     BackendUnavailable,
@@ -234,13 +235,36 @@ class LocalBackend:
     def list_objects(
         self, prefix: str, delimiter: Optional[str], start_after: str, max_keys: int
     ) -> "Deferred[ListingPage]":
-        return self._run(self._list, prefix, delimiter or None, start_after, max_keys)
+        """
+        One page, walked on the reactor thread when the walk reads one small directory (the
+        usual request of a file browser, a folder of a few hundred keys), where the hand-over
+        to a thread and back cost as much as the walk; in a thread otherwise, and when a file's
+        ETag turns out to need reading it whole (L{localwalk.reads_little}).
+        """
+        delimiter = delimiter or None
+        args = (prefix, delimiter, start_after, max_keys)
+        try:
+            if localwalk.reads_little(self.real_root(), prefix, delimiter == "/"):
+                return succeed(self._list(*args, may_hash=False))
+        except HashingNeeded:
+            pass
+        except BaseException:
+            return fail()
+        return self._run(self._list, *args)
 
     def _list(
-        self, prefix: str, delimiter: Optional[str], start_after: str, max_keys: int
+        self,
+        prefix: str,
+        delimiter: Optional[str],
+        start_after: str,
+        max_keys: int,
+        may_hash: bool = True,
     ) -> ListingPage:
         root = self.real_root()
-        entries = walk(self.index, root, prefix, delimiter == "/", start_after)
+        # One entry more than the page shows tells whether it is truncated.
+        entries = localwalk.walk(
+            self.index, root, prefix, delimiter == "/", start_after, max_keys + 1, may_hash
+        )
         return paginate(entries, prefix, delimiter, start_after, max_keys)
 
     # Writing.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import List
 import pytest
 import pytest_twisted
 
-from gateway.backends import localindex
+from gateway.backends import localindex, localwalk
 from gateway.backends.local import LocalBackend
 from gateway.interfaces import (
     BackendError,
@@ -339,6 +340,114 @@ async def test_listing_rows_fetched_per_directory(  # type: ignore[no-untyped-de
 
 
 @pytest_twisted.ensureDeferred
+async def test_listing_rows_fetched_for_the_page(  # type: ignore[no-untyped-def]
+    backend: LocalBackend,
+    monkeypatch,
+) -> None:
+    """
+    The walk asks the index for the rows of the entries the page takes (and the one more that
+    proves it truncated), not for a whole batch.
+    """
+    for i in range(30):
+        await put(backend, f"d/{i:02}", b"x")
+    queries: List[int] = []
+    real = backend.index.get_many
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        queries.append(len(keys))
+        return real(keys)
+
+    monkeypatch.setattr(backend.index, "get_many", counting)
+    page = await backend.list_objects("d/", None, "", 10)
+    assert [o.key for o in page.objects] == [f"d/{i:02}" for i in range(10)]
+    assert page.is_truncated
+    assert queries == [12]  # 10 files, the 11th, and the folder's own marker
+
+
+# Where a listing runs.
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_folder_listed_at_once(backend: LocalBackend) -> None:
+    """
+    A listing that reads one small directory runs on the reactor thread: its result is there
+    when C{list_objects} returns.
+    """
+    for i in range(5):
+        await put(backend, f"d/{i}", b"x")
+    await put(backend, "d/sub/deep", b"x")
+    listing = backend.list_objects("d/", "/", "", 100)
+    assert listing.called
+    page = await listing
+    assert [o.key for o in page.objects] == [f"d/{i}" for i in range(5)]
+    assert page.common_prefixes == ("d/sub/",)
+    # Without the delimiter, the walk would go down into d/sub: not at once.
+    flat = backend.list_objects("d/", None, "", 100)
+    assert not flat.called
+    page = await flat
+    assert [o.key for o in page.objects] == [f"d/{i}" for i in range(5)] + ["d/sub/deep"]
+    # A folder without subfolders is read alone, delimiter or not.
+    assert backend.list_objects("d/sub/", None, "", 100).called
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_folder_listed_in_thread(  # type: ignore[no-untyped-def]
+    backend: LocalBackend,
+    root: Path,
+) -> None:
+    """
+    A directory larger than L{localwalk.SMALL_DIRECTORY} is listed in a thread.
+    """
+    await put(backend, "d/first", b"x")
+    names_ = [f"{i:03d}-" + "n" * 100 for i in range(120)]
+    for name in names_:
+        await put(backend, f"d/{name}", b"x")
+    assert os.stat(root / "d").st_size > localwalk.SMALL_DIRECTORY
+    listing = backend.list_objects("d/", "/", "", 1000)
+    assert not listing.called
+    page = await listing
+    assert [o.key for o in page.objects] == [f"d/{n}" for n in names_] + ["d/first"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_listing_that_must_hash_goes_to_thread(
+    backend: LocalBackend,
+    root: Path,
+    hashing: List[str],
+) -> None:
+    """
+    A file put there by other means, whose ETag means reading it, is never read on the reactor
+    thread: the listing starts again in a thread. Once its MD5 is remembered, the folder is
+    listed at once again.
+    """
+    await put(backend, "d/a", b"x")
+    (root / "d" / "b").write_bytes(b"hello")
+    listing = backend.list_objects("d/", "/", "", 100)
+    assert not listing.called
+    page = await listing
+    assert [(o.key, o.etag) for o in page.objects] == [
+        ("d/a", hashlib.md5(b"x").hexdigest()),
+        ("d/b", hashlib.md5(b"hello").hexdigest()),
+    ]
+    assert len(hashing) == 1
+    again = backend.list_objects("d/", "/", "", 100)
+    assert again.called
+    assert (await again) == page
+
+
+@pytest_twisted.ensureDeferred
+async def test_listing_at_once_errors(backend: LocalBackend, root: Path) -> None:
+    """
+    A listing run at once fails as one in a thread does: the bucket's directory missing is
+    L{BackendUnavailable}.
+    """
+    await put(backend, "a", b"x")
+    shutil.rmtree(root)
+    await refused(backend.list_objects("", "/", "", 10), BackendUnavailable)
+
+
+@pytest_twisted.ensureDeferred
 async def test_unlistable_names(backend: LocalBackend, root: Path) -> None:
     (root / "back\\slash").write_bytes(b"")
     os.mkdir(os.path.join(os.fsencode(root), b"bad\xff"))
@@ -357,13 +466,16 @@ async def test_unlistable_names(backend: LocalBackend, root: Path) -> None:
 @pytest.fixture
 def scans(monkeypatch) -> List[str]:  # type: ignore[no-untyped-def]
     """
-    The directories the backend reads.
+    The directories the backend reads (by path, also those it reads through a descriptor).
     """
     scanned: List[str] = []
     real = os.scandir
 
     def counting(path):  # type: ignore[no-untyped-def]
-        scanned.append(str(path))
+        if isinstance(path, int):
+            scanned.append(os.readlink(f"/proc/self/fd/{path}"))
+        else:
+            scanned.append(str(path))
         return real(path)
 
     monkeypatch.setattr(os, "scandir", counting)

@@ -123,5 +123,63 @@ def test_listed_values(tree) -> None:  # type: ignore[no-untyped-def]
         IndexRow(key="k", size=3, mtime_ns=1, etag="e-2", parts_count=2, part_sizes="[1, 2]"),
     ],
 )
-def test_listed_info_is_row_info(row: IndexRow) -> None:
-    assert localwalk.listed_info(row) == row.info()
+def test_row_info(row: IndexRow) -> None:
+    """
+    L{IndexRow.info} skips parsing the JSON columns that hold nothing: its info is the one
+    that parsing every column gives.
+    """
+    assert row.info() == ObjectInfo(
+        key=row.key,
+        size=row.size,
+        etag=row.etag,
+        last_modified=row.mtime_ns / 1e9,
+        content_type=row.content_type,
+        metadata=json.loads(row.metadata),
+        headers=json.loads(row.headers),
+        parts_count=row.parts_count,
+        tags=json.loads(row.tags),
+        part_sizes=json.loads(row.part_sizes),
+    )
+
+
+def test_reads_little(tmp_path: Path) -> None:
+    """
+    A walk reads little when it reads one small directory: with the delimiter whatever its
+    subdirectories, without it only if it has none; a prefix no directory holds reads nothing.
+    """
+    (tmp_path / "leaf").mkdir()
+    (tmp_path / "leaf" / "f").write_bytes(b"")
+    (tmp_path / "branch" / "sub").mkdir(parents=True)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(200):
+        (big / (f"{i:03d}" + "x" * 100)).write_bytes(b"")
+    assert os.stat(big).st_size > localwalk.SMALL_DIRECTORY
+    root = str(tmp_path)
+    assert localwalk.reads_little(root, "leaf/", False)
+    assert localwalk.reads_little(root, "leaf/f", True)
+    assert localwalk.reads_little(root, "branch/", True)
+    assert not localwalk.reads_little(root, "branch/", False)
+    assert not localwalk.reads_little(root, "big/", True)
+    assert not localwalk.reads_little(root, "big/0", False)
+    assert localwalk.reads_little(root, "missing/", False)
+    assert localwalk.reads_little(root, "leaf/f/", False)  # a file, not a directory
+    assert localwalk.reads_little(root, "../", False)  # no key can start so
+
+
+def test_walked_subdirectory_turned_link(tmp_path: Path) -> None:
+    """
+    A subdirectory found by the walk is read only if it still is a directory: one replaced by a
+    symbolic link in the meantime is not followed.
+    """
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret").write_bytes(b"s")
+    (tmp_path / "d").symlink_to(tmp_path / "elsewhere")
+    index = ObjectIndex(str(tmp_path / "index.sqlite3"))
+    try:
+        entries = localwalk._walk_directory(
+            index, str(tmp_path / "d"), "d/", "", False, "", 100, True, subdirectory=True
+        )
+        assert list(entries) == []
+    finally:
+        index.close()

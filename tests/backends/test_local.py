@@ -66,6 +66,37 @@ def root(tmp_path) -> Path:  # type: ignore[no-untyped-def]
     return tmp_path / "bucket"
 
 
+def hand_overs(monkeypatch: pytest.MonkeyPatch, backend: LocalBackend) -> List[str]:
+    """
+    The names of the functions C{backend} hands to its thread pool from now on.
+    """
+    calls: List[str] = []
+    real_run = backend._run
+
+    def counting_run(function, *args):  # type: ignore[no-untyped-def]
+        calls.append(function.__name__)
+        return real_run(function, *args)
+
+    monkeypatch.setattr(backend, "_run", counting_run)
+    return calls
+
+
+def index_queries(monkeypatch: pytest.MonkeyPatch, backend: LocalBackend) -> List[int]:
+    """
+    How many keys each index lookup of C{backend} asks for, from now on.
+    """
+    queries: List[int] = []
+    real = backend.index.get_many
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        queries.append(len(keys))
+        return real(keys)
+
+    monkeypatch.setattr(backend.index, "get_many", counting)
+    return queries
+
+
 def tree(root: Path) -> List[str]:
     """
     Every file and directory under C{root}, relative, sorted.
@@ -325,15 +356,7 @@ async def test_listing_rows_fetched_per_directory(  # type: ignore[no-untyped-de
 ) -> None:
     for i in range(30):
         await put(backend, f"d/{i:02}", b"x")
-    queries: List[int] = []
-    real = backend.index.get_many
-
-    def counting(keys):  # type: ignore[no-untyped-def]
-        keys = list(keys)
-        queries.append(len(keys))
-        return real(keys)
-
-    monkeypatch.setattr(backend.index, "get_many", counting)
+    queries = index_queries(monkeypatch, backend)
     page = await backend.list_objects("d/", "/", "", 100)
     assert len(page.objects) == 30
     assert queries == [31]  # the 30 files and the folder's own marker, in one query
@@ -350,15 +373,7 @@ async def test_listing_rows_fetched_for_the_page(  # type: ignore[no-untyped-def
     """
     for i in range(30):
         await put(backend, f"d/{i:02}", b"x")
-    queries: List[int] = []
-    real = backend.index.get_many
-
-    def counting(keys):  # type: ignore[no-untyped-def]
-        keys = list(keys)
-        queries.append(len(keys))
-        return real(keys)
-
-    monkeypatch.setattr(backend.index, "get_many", counting)
+    queries = index_queries(monkeypatch, backend)
     page = await backend.list_objects("d/", None, "", 10)
     assert [o.key for o in page.objects] == [f"d/{i:02}" for i in range(10)]
     assert page.is_truncated
@@ -686,14 +701,7 @@ async def test_known_objects_are_read_on_the_calling_thread(
     other means, whose MD5 must be computed, goes to a thread (hashing would block the reactor).
     """
     await put(backend, "known.txt", b"known")
-    calls: List[str] = []
-    real_run = backend._run
-
-    def counting_run(function, *args):  # type: ignore[no-untyped-def]
-        calls.append(function.__name__)
-        return real_run(function, *args)
-
-    monkeypatch.setattr(backend, "_run", counting_run)
+    calls = hand_overs(monkeypatch, backend)
     stat_result = backend.stat("known.txt")
     assert stat_result.called  # fired synchronously: no thread involved
     assert (await stat_result).etag == hashlib.md5(b"known").hexdigest()

@@ -20,31 +20,20 @@ from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.interfaces import InvalidObjectKey
 from tests.backends.support import get, metadata_for, put
-from tests.backends.test_local import _reactor, make
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> LocalBackend:
-    return make(tmp_path)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "bucket"
+from tests.backends.test_local import (  # noqa: F401 (backend and root are fixtures)
+    _reactor,
+    backend,
+    hand_overs,
+    make,
+    root,
+)
 
 
 @pytest_twisted.ensureDeferred
 async def test_put_is_one_hand_over(
     backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: List[str] = []
-    real_run = backend._run
-
-    def counting_run(function, *args):  # type: ignore[no-untyped-def]
-        calls.append(function.__name__)
-        return real_run(function, *args)
-
-    monkeypatch.setattr(backend, "_run", counting_run)
+    calls = hand_overs(monkeypatch, backend)
     started = backend.start_write("a/b/c")
     assert started.called  # checked and made on the calling thread
     writer = await started

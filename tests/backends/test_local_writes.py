@@ -29,7 +29,7 @@ from gateway.interfaces import PreconditionNotMet
 from gateway.model import ByteRange, WriteMetadata
 from tests.backends.contract_writes import CREATE, conditional_put, if_match, write_parts
 from tests.backends.support import get, metadata_for, put, refused
-from tests.backends.test_local import _reactor, make, tree
+from tests.backends.test_local import _reactor, backend, make, root, tree  # noqa: F401 (fixtures)
 
 #: The repository, for the child processes' imports.
 REPOSITORY = str(Path(__file__).resolve().parents[2])
@@ -39,14 +39,6 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-@pytest.fixture
-def backend(tmp_path: Path) -> LocalBackend:
-    return make(tmp_path)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "bucket"
 
 
 def slow_checks(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch, delay: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -54,38 +54,41 @@ def tree(tmp_path_factory) -> Tuple[Path, ObjectIndex, List[str]]:  # type: igno
     index.close()
 
 
-def walk_pages(
-    root: Path, index: ObjectIndex, prefix: str, delimiter: Optional[str], start_after: str, size: int
+def all_pages(
+    entries_after: Callable[[str], Iterator[ObjectInfo]],
+    prefix: str, delimiter: Optional[str], start_after: str, size: int,
 ) -> Tuple[List[str], List[str]]:
+    """
+    The keys and common prefixes of every page, from the page after C{start_after} on;
+    C{entries_after(marker)} gives the entries a page is cut from.
+    """
     keys: List[str] = []
     prefixes: List[str] = []
     marker = start_after
     while True:
-        entries = localwalk.walk(index, str(root), prefix, delimiter == "/", marker)
-        page = paginate(entries, prefix, delimiter, marker, size)
+        page = paginate(entries_after(marker), prefix, delimiter, marker, size)
         keys += [info.key for info in page.objects]
         prefixes += list(page.common_prefixes)
         if not page.is_truncated:
             return keys, prefixes
         assert page.next_marker is not None
         marker = page.next_marker
+
+
+def walk_pages(
+    root: Path, index: ObjectIndex, prefix: str, delimiter: Optional[str], start_after: str, size: int
+) -> Tuple[List[str], List[str]]:
+    return all_pages(
+        lambda marker: localwalk.walk(index, str(root), prefix, delimiter == "/", marker),
+        prefix, delimiter, start_after, size,
+    )
 
 
 def expected_pages(
     all_keys: List[str], prefix: str, delimiter: Optional[str], start_after: str, size: int
 ) -> Tuple[List[str], List[str]]:
     infos = [ObjectInfo(key=k, size=0, etag="", last_modified=0) for k in all_keys]
-    keys: List[str] = []
-    prefixes: List[str] = []
-    marker = start_after
-    while True:
-        page = paginate(iter(infos), prefix, delimiter, marker, size)
-        keys += [info.key for info in page.objects]
-        prefixes += list(page.common_prefixes)
-        if not page.is_truncated:
-            return keys, prefixes
-        assert page.next_marker is not None
-        marker = page.next_marker
+    return all_pages(lambda marker: iter(infos), prefix, delimiter, start_after, size)
 
 
 @pytest.mark.parametrize(

@@ -39,23 +39,25 @@ def fsync_directory(path: str) -> None:
     """
     Make the entries of a directory (a rename into it, say) durable.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EROFS):
-            raise
-    finally:
-        os.close(fd)
+    _fsync(path, os.O_DIRECTORY)
 
 
 def fsync_file(path: str) -> None:
     """
     Make the data written to a file so far durable, through any descriptor.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    _fsync(path, 0)
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
+    except OSError as e:
+        # A filesystem that cannot sync (EINVAL) or is read-only (EROFS) has nothing to make
+        # durable.
+        if e.errno not in (errno.EINVAL, errno.EROFS):
+            raise
     finally:
         os.close(fd)
 

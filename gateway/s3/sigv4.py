@@ -96,7 +96,7 @@ class RequestFacts:
         """
         L{query_pairs} of the raw query, decoded once per request (see L{raw_pairs}).
         """
-        return [(_unquote(name), _unquote(value)) for name, value in self.raw_pairs]
+        return decoded_pairs(self.raw_pairs)
 
     def header(self, name: str) -> Optional[str]:
         """
@@ -185,7 +185,7 @@ def query_pairs(raw_query: bytes) -> List[Tuple[bytes, bytes]]:
     The decoded ``(name, value)`` pairs of a query string, in order. ``+`` stays a plus: AWS
     signers encode a space as ``%20``.
     """
-    return [(_unquote(name), _unquote(value)) for name, value in raw_query_pairs(raw_query)]
+    return decoded_pairs(raw_query_pairs(raw_query))
 
 
 def raw_query_pairs(raw_query: bytes) -> List[Tuple[bytes, bytes]]:
@@ -201,6 +201,13 @@ def raw_query_pairs(raw_query: bytes) -> List[Tuple[bytes, bytes]]:
     return pairs
 
 
+def decoded_pairs(raw_pairs: Sequence[Tuple[bytes, bytes]]) -> List[Tuple[bytes, bytes]]:
+    """
+    Pairs as sent (L{raw_query_pairs}) with their percent-escapes decoded; ``+`` stays a plus.
+    """
+    return [(_unquote(name), _unquote(value)) for name, value in raw_pairs]
+
+
 def _unquote(escaped: bytes) -> bytes:
     return unquote_to_bytes(escaped) if b"%" in escaped else escaped
 
@@ -214,21 +221,10 @@ def aws_quote(data: bytes) -> str:
     return quote_from_bytes(data, safe="")
 
 
-def canonical_query(pairs: Sequence[Tuple[bytes, bytes]], presigned: bool) -> bytes:
+def canonical_query(raw_pairs: Sequence[Tuple[bytes, bytes]], presigned: bool) -> bytes:
     """
-    Every parameter (but the signature of a presigned URL) AWS-encoded, sorted by name then value.
-    """
-    encoded = sorted(
-        (aws_quote(name), aws_quote(value))
-        for name, value in pairs
-        if not (presigned and name == b"X-Amz-Signature")
-    )
-    return "&".join(f"{name}={value}" for name, value in encoded).encode("ascii")
-
-
-def canonical_query_of(raw_pairs: Sequence[Tuple[bytes, bytes]], presigned: bool) -> bytes:
-    """
-    L{canonical_query} of a query's pairs as sent (L{RequestFacts.raw_pairs}).
+    Every parameter (but the signature of a presigned URL) decoded once and AWS-encoded, sorted
+    by name then value; from the query's pairs as sent (L{RequestFacts.raw_pairs}).
 
     A name or value that is already in AWS's encoding, as signing clients send them, is its own
     encoding: decoding and re-encoding it (L{aws_quote}) cost more than the rest of the
@@ -304,7 +300,7 @@ class SignatureV4:
             [
                 facts.method.encode("ascii"),
                 canonical_uri(facts.raw_path),
-                canonical_query_of(facts.raw_pairs, self.presigned),
+                canonical_query(facts.raw_pairs, self.presigned),
                 canonical_headers(facts.headers, self.signed_headers),
                 ";".join(self.signed_headers).encode("ascii"),
                 self.payload_hash.encode("ascii"),

@@ -220,6 +220,7 @@ class Gateway(Server):
     repository: str = ""
     data: str = ""
     cold_listing: bool = True
+    _help_text: Optional[str] = attr.ib(default=None, init=False, repr=False)
 
     def data_directory(self, workdir: str) -> str:
         return self.data or os.path.join(workdir, "data")
@@ -235,10 +236,15 @@ class Gateway(Server):
         return self.source
 
     def has_workers_option(self) -> bool:
-        help_text = _output_env(
-            twistd_command(self.python) + ["s3gateway", "--help"], self.environment(), self.source
-        )
-        return "--workers" in help_text
+        return "--workers" in self._help()
+
+    def _help(self) -> str:
+        if self._help_text is None:
+            self._help_text = _output_env(
+                twistd_command(self.python) + ["s3gateway", "--help"], self.environment(),
+                self.source,
+            )
+        return self._help_text
 
     def prepare(self, workdir: str, root: str) -> None:
         data = self.data_directory(workdir)
@@ -265,6 +271,10 @@ class Gateway(Server):
         ]
         if self.workers is not None:
             command += ["--workers", self.workers]
+        if "--access-log" in self._help():
+            # The access log as an operator of a busy gateway keeps it: a file of its own,
+            # written by each process (the peers log no request at all).
+            command += ["--access-log", os.path.join(workdir, f"access-{self.name}.log")]
         return command
 
     def version(self) -> str:

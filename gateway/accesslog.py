@@ -44,13 +44,9 @@ def log_access(
     """
     Emit the access-log event of one finished (or abandoned) request.
     """
-    key_part = ("/" + _printable(key)) if key else ""
-    note = " (client disconnected)" if disconnected else ""
     duration_ms = duration * 1000.0
-    line = (
-        f"{method} /{bucket}{key_part} {status} {bytes_sent}B out {bytes_received}B in "
-        f"{duration_ms:.1f}ms key={access_key_id} op={operation}{note}"
-    )
+    line = access_line(method, operation, bucket, key, status, bytes_sent, bytes_received,
+                       duration_ms, access_key_id, disconnected)
     _log.info(
         _FORMAT,
         access_line=line,
@@ -64,6 +60,30 @@ def log_access(
         duration_ms=duration_ms,
         access_key_id=access_key_id,
         disconnected=disconnected,
+    )
+
+
+def access_line(
+    method: str,
+    operation: str,
+    bucket: str,
+    key: str,
+    status: int,
+    bytes_sent: int,
+    bytes_received: int,
+    duration_ms: float,
+    access_key_id: str,
+    disconnected: bool,
+) -> str:
+    """
+    The text of one request's access-log line (without a time stamp), on one line whatever the
+    key holds.
+    """
+    key_part = ("/" + _printable(key)) if key else ""
+    note = " (client disconnected)" if disconnected else ""
+    return (
+        f"{method} /{bucket}{key_part} {status} {bytes_sent}B out {bytes_received}B in "
+        f"{duration_ms:.1f}ms key={access_key_id} op={operation}{note}"
     )
 
 

@@ -20,6 +20,7 @@ DEFAULTS: Dict[str, Optional[str]] = {
     "region": "us-east-1",
     "create_bucket_root": None,
     "json_log": None,
+    "access_log": None,
     "workers": "1",
     "domains": None,
     "signature_v2": "true",

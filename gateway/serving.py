@@ -9,7 +9,7 @@ process would.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from twisted.internet.defer import Deferred
 
@@ -33,18 +33,24 @@ def open_store(data_dir: str, reactor: Any) -> "Deferred[SQLiteStore]":
     return open_sqlite_store(os.path.join(data_dir, DATABASE_FILENAME), reactor)
 
 
-def build_site(store: Any, settings: Mapping[str, Optional[object]], reactor: Any) -> StreamingSite:
+def build_site(
+    store: Any, settings: Mapping[str, Optional[object]], reactor: Any,
+    access_log: Optional[Callable[..., None]] = None,
+) -> StreamingSite:
     """
     The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region},
     C{create_bucket_root}, C{domains}, C{signature_v2} and C{cors} (see
     L{gateway.config.DEFAULTS}).
+
+    :param access_log: called once per request (L{gateway.accesslog.log_access}'s signature);
+        by default, an access-log event into twistd's log.
     """
     gateway = S3Gateway(
         CachingStore(store, reactor),
         BackendRegistry(str(settings["data"]), reactor),
         BucketPolicy(settings["region"], settings["create_bucket_root"]),
         reactor,
-        access_log=log_access,
+        access_log=access_log or log_access,
         base_domains=parse_domains(settings.get("domains")),  # type: ignore[arg-type]
         cors=CorsPolicy(settings.get("cors") or {}),  # type: ignore[arg-type]
         allow_signature_v2=parse_boolean(

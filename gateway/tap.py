@@ -20,6 +20,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
+from gateway.accessfile import AccessLogFile
 from gateway.accesslog import json_observer
 from gateway.bootstrap import ensure_admin_user
 from gateway.config import (
@@ -48,6 +49,9 @@ class Options(usage.Options):
         ["create-bucket-root", None, None,
          "Let CreateBucket make local connections under this directory."],
         ["json-log", None, None, "Also write log events as JSON lines to this file."],
+        ["access-log", None, None,
+         "Write the access log to this file, from every worker directly, instead of to twistd's "
+         "log."],
         ["workers", None, None,
          "Worker processes serving the endpoint (default 1; 'auto' = one per core)."],
         ["domains", None, None,
@@ -68,6 +72,7 @@ class Options(usage.Options):
             "region": self["region"],
             "create_bucket_root": self["create-bucket-root"],
             "json_log": self["json-log"],
+            "access_log": self["access-log"],
             "workers": self["workers"],
             "domains": self["domains"],
             "signature_v2": self["signature-v2"],
@@ -81,6 +86,8 @@ class Options(usage.Options):
         except (ConfigError, UnsupportedEndpoint) as error:
             raise usage.UsageError(str(error))
         self.settings["data"] = os.path.abspath(self.settings["data"] or ".")
+        if self.settings["access_log"]:
+            self.settings["access_log"] = os.path.abspath(self.settings["access_log"])
         root = self.settings["create_bucket_root"]
         if root is not None:
             self.settings["create_bucket_root"] = os.path.abspath(root)
@@ -100,6 +107,7 @@ class GatewayService(MultiService):
         self.store: Optional[Any] = None
         self._json_log_file: Optional[Any] = None
         self._json_observer: Optional[Any] = None
+        self._access_log: Optional[AccessLogFile] = None
 
     def startService(self) -> None:
         super().startService()
@@ -117,12 +125,17 @@ class GatewayService(MultiService):
 
     async def _open_and_listen(self) -> None:
         data_dir = self.settings["data"]
+        if self.settings.get("access_log"):
+            # Opened here even for workers, which open their own: a path that cannot be written
+            # stops the start with a clear error, not every worker in turn.
+            self._access_log = AccessLogFile(self.settings["access_log"])
         self.store = await open_store(data_dir, self.reactor)
         await ensure_admin_user(self.store, data_dir, os.environ)
         if self.settings.get("workers", 1) > 1:
+            self._close_access_log()
             await self._start_workers()
             return
-        site = build_site(self.store, self.settings, self.reactor)
+        site = build_site(self.store, self.settings, self.reactor, self._access_log)
         endpoint = serverFromString(self.reactor, self.settings["listen"])
         listener = StreamServerEndpointService(endpoint, site)
         listener._raiseSynchronously = True
@@ -169,6 +182,12 @@ class GatewayService(MultiService):
         if self._json_observer is not None:
             globalLogPublisher.removeObserver(self._json_observer)
             self._json_log_file.close()
+        self._close_access_log()
+
+    def _close_access_log(self) -> None:
+        if self._access_log is not None:
+            self._access_log.close()
+            self._access_log = None
 
     def stopService(self):  # type: ignore[no-untyped-def]
         from twisted.internet.defer import ensureDeferred

@@ -36,6 +36,7 @@ from zope.interface import provider
 
 from gateway.drain import ConnectionTracker, drain
 from gateway.logrelay import event_as_json
+from gateway.accessfile import AccessLogFile
 from gateway.serving import build_site, open_store
 
 #: How long a stopping worker waits for requests in flight, in seconds.
@@ -75,6 +76,7 @@ class Worker:
         self.store: Optional[Any] = None
         self.port: Optional[Any] = None
         self.tracker: Optional[ConnectionTracker] = None
+        self.access_log: Optional[AccessLogFile] = None
         #: The start in progress or done (its failure already handled), awaited by L{stop}.
         self.starting: Optional[Any] = None
 
@@ -84,7 +86,11 @@ class Worker:
         """
         settings = self.arguments.settings
         self.store = await open_store(settings["data"], self.reactor)
-        self.tracker = ConnectionTracker(build_site(self.store, settings, self.reactor))
+        if settings.get("access_log"):
+            self.access_log = AccessLogFile(settings["access_log"])
+        self.tracker = ConnectionTracker(
+            build_site(self.store, settings, self.reactor, self.access_log)
+        )
         self.port = self.reactor.adoptStreamPort(
             self.arguments.fd, self.arguments.family, self.tracker
         )
@@ -112,6 +118,8 @@ class Worker:
             await drain(self.tracker, self.reactor, self.arguments.drain_timeout)
         if self.store is not None:
             await self.store.close()
+        if self.access_log is not None:
+            self.access_log.close()
         _log.info("worker {pid} stopped", pid=os.getpid())
 
 

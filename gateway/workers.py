@@ -43,7 +43,7 @@ KILL_GRACE = 5.0
 
 #: Settings a worker needs; the others (json_log, workers, listen) belong to the supervisor.
 WORKER_SETTINGS = (
-    "data", "region", "create_bucket_root", "domains", "signature_v2", "cors",
+    "data", "region", "create_bucket_root", "domains", "signature_v2", "cors", "access_log",
 )
 
 #: Environment variables not passed to workers: only the supervisor makes the first key.

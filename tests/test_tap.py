@@ -132,3 +132,16 @@ def test_unknown_section_is_an_error(tmp_path) -> None:
     config.write_text("[gateway]\n[corz]\nx = y\n")
     with pytest.raises(usage.UsageError, match="corz"):
         parse("--config", str(config))
+
+
+def test_access_log_setting(tmp_path, monkeypatch) -> None:
+    assert parse().settings["access_log"] is None
+    monkeypatch.chdir(tmp_path)
+    assert parse("--access-log", "access.log").settings["access_log"] == str(
+        tmp_path / "access.log"
+    )
+    config = tmp_path / "s3gateway.conf"
+    config.write_text("[gateway]\naccess_log = /var/log/s3gateway/access.log\n")
+    assert parse("--config", str(config)).settings["access_log"] == (
+        "/var/log/s3gateway/access.log"
+    )

@@ -1,0 +1,112 @@
+"""
+The access log as a file of its own, written directly by every serving process.
+
+By default each request's access-log event goes through twisted.logger into twistd's log
+(L{gateway.accesslog}). With workers, that log belongs to the supervisor, so every event was
+written as JSON by a worker, read back, parsed and formatted by the supervisor: on a busy
+gateway of small requests the supervisor spent about a third of a core on it, taken from the
+workers (bench/RESULTS.md). With ``access_log = PATH`` every process appends its own lines to
+PATH instead, as nginx's workers do.
+
+Lines from several processes do not mix: the file is opened with C{O_APPEND} and each line is one
+C{write}. Rotation needs no signal: once a second the writer checks that PATH still names the
+file it has open, and opens PATH anew when it does not (logrotate's default ``create``;
+``copytruncate`` works too, since every write appends).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Optional
+
+from twisted.logger import Logger
+
+from gateway.accesslog import access_line
+
+_log = Logger(namespace="s3gateway.access")
+
+#: Created readable by the service's group (adm, for log readers), never by others.
+FILE_MODE = 0o640
+
+
+class AccessLogFile:
+    """
+    Appends one line per request to a file; called like L{gateway.accesslog.log_access}.
+
+    A line is C{2026-11-25T18:11:01.123Z [PID] GET /bucket/key 200 ...}: the time (UTC) the
+    request ended, the process, then the same text as the access-log event.
+
+    :ivar path: the file's name.
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._fd: Optional[int] = None
+        self._identity = (0, 0)
+        self._second = -1
+        self._stamp = ""
+        self._tag = f"[{os.getpid()}]"
+        self._failing = False
+        self._open()
+
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        status = os.fstat(fd)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._identity = (status.st_dev, status.st_ino)
+
+    def _follow_rotation(self) -> None:
+        try:
+            status = os.stat(self.path)
+            moved = (status.st_dev, status.st_ino) != self._identity
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self._open()
+
+    def __call__(
+        self,
+        method: str,
+        operation: str,
+        bucket: str,
+        key: str,
+        status: int,
+        bytes_sent: int,
+        bytes_received: int,
+        duration: float,
+        access_key_id: str,
+        disconnected: bool,
+    ) -> None:
+        if self._fd is None:
+            return
+        now = self._clock()
+        second = int(now)
+        try:
+            if second != self._second:
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self._follow_rotation()
+            text = access_line(method, operation, bucket, key, status, bytes_sent,
+                               bytes_received, duration * 1000.0, access_key_id, disconnected)
+            millis = int((now - second) * 1000)
+            os.write(self._fd, f"{self._stamp}.{millis:03d}Z {self._tag} {text}\n".encode())
+            self._failing = False
+        except OSError as error:
+            # A full disk must not fail requests; say so once per spell of failures, in
+            # twistd's log, and keep trying.
+            if not self._failing:
+                self._failing = True
+                _log.error("cannot write the access log {path}: {error}", path=self.path,
+                           error=str(error))
+
+    def close(self) -> None:
+        """
+        Close the file; later requests are not logged.
+        """
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

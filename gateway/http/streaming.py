@@ -20,7 +20,7 @@ connection is closed after the response, as RFC 9110 section 10.1.1 allows.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.internet.interfaces import IPushProducer
@@ -30,6 +30,12 @@ from twisted.web import http, server
 from twisted.web.resource import _IEncodingResource
 
 from gateway.http.body import RequestBody
+
+
+#: The Server header: the product, without a version, so that an answer does not tell a scanner
+#: which Twisted (and so which known bugs) is behind it. twisted.web's default is
+#: C{TwistedWeb/<version>}.
+SERVER_HEADER = b"s3gateway"
 
 
 class StreamingRequest(server.Request):
@@ -79,13 +85,15 @@ class StreamingRequest(server.Request):
         """
         site = self.channel.site
         root = site.resource
-        if not getattr(root, "isLeaf", False) or self.path == b"*":
+        if self.path == b"*":
+            self._answer_star(site)
+            return
+        if not getattr(root, "isLeaf", False):
             super().process()
             return
         self.site = site
         self.sitepath = []
         self.prepath = []
-        self.setHeader(b"server", server.version)
         self.setHeader(b"date", site.http_date())
         try:
             if _IEncodingResource.providedBy(root):
@@ -95,6 +103,26 @@ class StreamingRequest(server.Request):
             self.render(root)
         except BaseException:
             self.processingFailed(failure.Failure())
+
+    def _answer_star(self, site: "StreamingSite") -> None:
+        # As twisted.web answers a request for "*" (RFC 9110's "OPTIONS *", a probe of the
+        # server), with this Server header rather than its versioned one.
+        self.site = site
+        self.setHeader(b"server", SERVER_HEADER)
+        self.setHeader(b"date", site.http_date())
+        if self.method == b"OPTIONS":
+            self.setResponseCode(http.OK)
+        else:
+            self.setResponseCode(http.NOT_ALLOWED)
+            self.setHeader(b"allow", b"OPTIONS")
+        self.setHeader(b"content-length", b"0")
+        self.finish()
+
+    def render(self, resrc: Any) -> None:
+        # Here rather than in process: twisted.web's own process (taken for a root that is not
+        # a leaf, and for "OPTIONS *") sets its versioned header first, and this replaces it.
+        self.setHeader(b"server", SERVER_HEADER)
+        super().render(resrc)
 
     @property
     def postpath(self) -> List[bytes]:

@@ -1175,15 +1175,28 @@ def test_amz_header_names_in_lower_case(connection: Connection) -> None:
 
 def test_leaf_root_request_has_server_and_date_headers(connection: Connection) -> None:
     """
-    A leaf root is rendered without traversal, with twisted.web's default headers; the path's
-    segments are still there when asked for.
+    A leaf root is rendered without traversal, with a Server header that names no version and
+    a Date header; the path's segments are still there when asked for.
     """
     connection.feed(head(b"GET", b"/a%20b/c?x=1"))
     (response,) = final_responses(connection.transport)
     assert response.status == 200 and response.body == b"hello /a%20b/c"
-    assert response.headers[b"server"].startswith(b"TwistedWeb/")
+    assert response.headers[b"server"] == b"s3gateway"
     assert response.headers[b"date"].endswith(b" GMT")
     assert connection.resource.gets == [b"/a%20b/c"]
+
+
+def test_star_request_is_answered_without_the_resource(connection: Connection) -> None:
+    """
+    C{OPTIONS *} is answered as twisted.web answers it (200, or 405 for another method), with
+    a Server header that names no version; the resource never sees it.
+    """
+    connection.feed(head(b"OPTIONS", b"*") + head(b"GET", b"*"))
+    options, get = final_responses(connection.transport)
+    assert (options.status, options.body) == (200, b"")
+    assert (get.status, get.headers[b"allow"]) == (405, b"OPTIONS")
+    assert options.headers[b"server"] == get.headers[b"server"] == b"s3gateway"
+    assert connection.resource.gets == []
 
 
 def test_postpath_is_decoded_segments(connection: Connection) -> None:

@@ -28,6 +28,7 @@ import sqlite3
 import threading
 from typing import Dict, Iterable, NamedTuple, Optional
 
+from gateway.backends.localfolders import FolderCache
 from gateway.backends.localsync import SharedSyncs, fsync_file
 from gateway.model import ObjectInfo
 
@@ -45,6 +46,19 @@ CREATE TABLE IF NOT EXISTS objects (
     part_sizes TEXT NOT NULL DEFAULT '[]'
 )
 """
+
+#: The change count of each folder (a key's folder is the key up to its last ``/``), kept by
+#: triggers in the statement that changes a row, so that every writer, in any process and of any
+#: version that knows no better, counts its changes: what L{ObjectIndex.folder_version} reads to
+#: tell whether a cached folder (L{gateway.backends.localfolders}) still holds.
+_FOLDERS = [
+    "CREATE TABLE IF NOT EXISTS folders (prefix TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+] + [
+    f"""CREATE TRIGGER IF NOT EXISTS folder_{event.lower()} AFTER {event} ON objects BEGIN
+    INSERT INTO folders (prefix, version) VALUES (rtrim({row}.key, replace({row}.key, '/', '')), 1)
+    ON CONFLICT (prefix) DO UPDATE SET version = version + 1; END"""
+    for event, row in (("INSERT", "new"), ("UPDATE", "old"), ("DELETE", "old"))
+]
 
 #: Columns added since the first schema, with their definitions, oldest first.
 _ADDED_COLUMNS = [
@@ -149,6 +163,8 @@ def migrate(db: sqlite3.Connection) -> None:
         for name, definition in _ADDED_COLUMNS:
             if name not in present:
                 db.execute(f"ALTER TABLE objects ADD COLUMN {name} {definition}")
+        for statement in _FOLDERS:
+            db.execute(statement)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -192,6 +208,8 @@ class ObjectIndex:
         self.lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
         self._syncs = SharedSyncs(self._fsync_log)
+        #: The listings of small folders, checked against L{folder_version} at each use.
+        self.folders = FolderCache()
 
     def sync(self) -> None:
         """
@@ -238,6 +256,18 @@ class ObjectIndex:
                 batch = wanted[start : start + _BATCH]
                 found.update((row[0], make(row)) for row in db.execute(_select(len(batch)), batch))
         return found
+
+    def folder_version(self, prefix: str) -> int:
+        """
+        How many times rows of keys in the folder C{prefix} (``a/b/``; ``""`` for the top) have
+        been written or removed, by any process: 0 if never.
+        """
+        with self.lock:
+            for (version,) in self._connect().execute(
+                "SELECT version FROM folders WHERE prefix = ?", (prefix,)
+            ):
+                return version
+        return 0
 
     def put(self, row: IndexRow) -> None:
         with self.lock:

@@ -16,14 +16,18 @@ import errno
 import heapq
 import os
 import stat
+import time
 from itertools import islice
 from operator import itemgetter
-from typing import Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
+from gateway.backends import localfolders
+from gateway.backends.localfolders import Folder
 from gateway.backends.localindex import ObjectIndex
 from gateway.backends.localkeys import MAX_KEY_BYTES, RESERVED, is_listable_name, resolve_inside
 from gateway.interfaces import InvalidObjectKey
 from gateway.listing import Entry, Subtree, sorts_before
+from gateway.model import ObjectInfo
 
 #: Entries of one directory whose index rows are fetched in one query.
 BATCH = 500
@@ -144,6 +148,15 @@ def _walk_directory(
             return  # a directory replaced by a link since its parent was read
         raise
     try:
+        st = os.fstat(fd)
+        if st.st_size <= SMALL_DIRECTORY:
+            kept = _folder(index, fd, directory, key_prefix, st, may_hash)
+            if kept is not None:
+                yield from _from_folder(
+                    index, kept, directory, key_prefix, name_filter, rollup, start_after, wanted,
+                    may_hash,
+                )
+                return
         items = _entries_in_order(fd, key_prefix, name_filter, after, rollup, start_after)
         if items is None:
             return
@@ -189,6 +202,115 @@ def _walk_directory(
                             continue
     finally:
         os.close(fd)
+
+
+#: A small folder's listing: its entries (sort key, is directory, info) and its marker's info.
+Listing = Tuple[Sequence[Tuple[str, bool, Optional[ObjectInfo]]], Optional[ObjectInfo]]
+
+
+def _folder(
+    index: ObjectIndex, fd: int, directory: str, key_prefix: str, st: os.stat_result,
+    may_hash: bool,
+) -> "Listing | None":
+    """
+    The whole listing of the small directory open as C{fd}: the kept one if it still holds
+    (L{gateway.backends.localfolders}), else read and kept; C{None} if it has too many entries.
+    """
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    # Read before the directory, so that a change made while it is read is a change next time.
+    version = index.folder_version(key_prefix)
+    folders = index.folders
+    kept = folders.get(directory, identity, version)
+    if kept is not None:
+        if kept.fresh(fd):
+            return kept.entries(key_prefix), kept.marker
+        folders.drop(directory)
+    candidates = []
+    try:
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                if entry.is_dir(follow_symlinks=False):
+                    candidates.append((key_prefix + entry.name + "/", True, entry))
+                elif entry.is_file(follow_symlinks=False):
+                    candidates.append((key_prefix + entry.name, False, entry))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return (), None
+    if len(candidates) > localfolders.MAX_ENTRIES:
+        return None
+    candidates.sort(key=itemgetter(0))
+    top = not key_prefix
+    listed = [
+        c for c in candidates
+        if is_listable_name(c[2].name) and not (top and c[2].name == RESERVED)
+        and _short_enough(c[0])
+    ]
+    keys = [key for key, is_dir, _ in listed if not is_dir]
+    rows = index.get_many(keys + [key_prefix] if key_prefix else keys)
+    row = rows.get(key_prefix) if key_prefix else None
+    marker = row.info() if row is not None else None
+    entries: List[Tuple[str, bool, Optional[ObjectInfo]]] = []
+    files: List[Tuple[ObjectInfo, int]] = []
+    whole = True  # every file listed from its row, none gone
+    for key, is_dir, entry in listed:
+        if is_dir:
+            entries.append((key, True, None))
+            continue
+        try:
+            fst = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            whole = False
+            continue
+        row = rows.get(key)
+        if row is not None and row.size == fst.st_size and row.mtime_ns == fst.st_mtime_ns:
+            info = row.info()
+        else:
+            whole = False
+            try:
+                info = index.file_info(key, os.path.join(directory, entry.name), fst, row, may_hash)
+            except FileNotFoundError:
+                continue
+        entries.append((key, False, info))
+        files.append((info, fst.st_mtime_ns))
+    if whole and localfolders.settled(identity, time.time_ns()) and Folder.usable(files):
+        names = [key[len(key_prefix) :] for key, _, _ in entries]
+        folders.put(directory, Folder(identity, version, names, files, marker))
+    return entries, marker
+
+
+def _from_folder(
+    index: ObjectIndex,
+    listing: Listing,
+    directory: str,
+    key_prefix: str,
+    name_filter: str,
+    rollup: bool,
+    start_after: str,
+    wanted: int,
+    may_hash: bool,
+) -> Iterator[Entry]:
+    """
+    What L{_walk_directory} yields, from a small folder's whole listing.
+    """
+    entries, marker = listing
+    if marker is not None and not name_filter and key_prefix > start_after:
+        yield marker
+    head = key_prefix + name_filter
+    for key, is_dir, info in entries:
+        if name_filter and not key.startswith(head):
+            continue
+        if info is not None:
+            if key > start_after:
+                yield info
+                wanted -= 1
+        elif rollup:
+            if key > start_after:
+                yield Subtree(key)
+                wanted -= 1
+        elif not sorts_before(key, start_after):
+            path = os.path.join(directory, key[len(key_prefix) : -1])
+            yield from _walk_directory(
+                index, path, key, "", False, start_after, wanted, may_hash, True
+            )
 
 
 def _after(key_prefix: str, start_after: str) -> Optional[str]:

@@ -5,7 +5,7 @@ Storage backends, one module each, and the registry that makes one for a connect
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorThreads
@@ -16,23 +16,26 @@ from gateway.model import Connection
 BackendKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
 
 
-def _local(connection: Connection, data_dir: str, reactor: IReactorThreads) -> IBackend:
+def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
     from gateway.backends.local import LocalBackend
 
-    index_path = os.path.join(data_dir, "objects", connection.user, connection.bucket + ".sqlite3")
+    index_path = os.path.join(
+        registry.data_dir, "objects", connection.user, connection.bucket + ".sqlite3"
+    )
     return LocalBackend(
-        connection.settings["path"], index_path, reactor, read_only=connection.read_only
+        connection.settings["path"], index_path, registry.reactor,
+        read_only=connection.read_only, watcher=registry.folder_watcher(),
     )
 
 
-def _memory(connection: Connection, data_dir: str, reactor: IReactorThreads) -> IBackend:
+def _memory(connection: Connection, registry: "BackendRegistry") -> IBackend:
     from gateway.backends.memory import MemoryBackend
 
     return MemoryBackend(read_only=connection.read_only)
 
 
-#: Backend name -> factory taking (connection, data directory, reactor).
-FACTORIES: Dict[str, Callable[[Connection, str, IReactorThreads], IBackend]] = {
+#: Backend name -> factory taking (connection, the registry).
+FACTORIES: Dict[str, Callable[[Connection, "BackendRegistry"], IBackend]] = {
     "local": _local,
     "memory": _memory,
 }
@@ -48,6 +51,18 @@ class BackendRegistry:
     data_dir: str
     reactor: IReactorThreads
     _backends: Dict[BackendKey, IBackend] = field(factory=dict)
+    _watcher: Optional[Any] = None
+
+    def folder_watcher(self) -> Any:
+        """
+        The process's one watcher of kept folders (L{gateway.backends.localwatch}), shared by
+        every local bucket: the kernel allows a user few inotify instances.
+        """
+        if self._watcher is None:
+            from gateway.backends.localwatch import FolderWatcher
+
+            self._watcher = FolderWatcher()
+        return self._watcher
 
     def backend_for(self, connection: Connection) -> IBackend:
         key: BackendKey = (
@@ -62,7 +77,7 @@ class BackendRegistry:
             factory = FACTORIES.get(connection.backend)
             if factory is None:
                 raise KeyError(f"unknown backend {connection.backend!r}")
-            backend = self._backends[key] = factory(connection, self.data_dir, self.reactor)
+            backend = self._backends[key] = factory(connection, self)
         return backend
 
     def forget(self, connection: Connection) -> None:

@@ -53,6 +53,7 @@ from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localsync import SharedSyncs
+from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
     BackendUnavailable,
@@ -83,6 +84,7 @@ class LocalBackend:
     :param reactor: runs the callbacks; gives the default thread pool.
     :param threadpool: where blocking calls run; the reactor's by default.
     :param read_only: refuse every write with L{ReadOnlyConnection}.
+    :param watcher: the process's watcher of kept folders (L{gateway.backends.localwatch}).
     """
 
     def __init__(
@@ -92,10 +94,11 @@ class LocalBackend:
         reactor,  # type: ignore[no-untyped-def]
         threadpool: Optional[ThreadPool] = None,
         read_only: bool = False,
+        watcher: Optional[FolderWatcher] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
-        self.index = ObjectIndex(index_path)
+        self.index = ObjectIndex(index_path, watcher)
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()

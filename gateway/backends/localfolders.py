@@ -33,6 +33,7 @@ from array import array
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from gateway.backends.localwatch import FolderWatcher
 from gateway.model import ObjectInfo
 
 #: The largest folder kept, in entries (files and subdirectories).
@@ -66,7 +67,7 @@ class Folder:
 
     __slots__ = (
         "identity", "version", "checked", "names", "etags", "types", "sizes", "mtimes",
-        "marker", "rich", "weight",
+        "marker", "rich", "weight", "watched",
     )
 
     def __init__(
@@ -93,6 +94,9 @@ class Folder:
         self.sizes = array("q", [info.size for info, _ in files])
         self.mtimes = array("q", [mtime for _, mtime in files])
         self.marker = marker
+        #: Whether a watch on the directory was armed before it was read: any change since
+        #: drops the folder (L{gateway.backends.localwatch}), so its files need no C{stat}.
+        self.watched = False
         self.rich: Dict[int, ObjectInfo] = {
             place: info for place, (info, _) in enumerate(files) if _is_rich(info)
         }
@@ -144,7 +148,7 @@ class Folder:
         Whether the files still have their sizes and mtimes, checked by C{stat} (relative to
         the directory open as C{fd}) only if last checked more than L{RECHECK} seconds ago.
         """
-        if time.monotonic() - self.checked <= RECHECK:
+        if self.watched or time.monotonic() - self.checked <= RECHECK:
             return True
         names = [n for n in (self.names.split("\0") if self.names else []) if n[-1] != "/"]
         for name, size, mtime_ns in zip(names, self.sizes, self.mtimes):
@@ -168,45 +172,88 @@ class FolderCache:
     """
     Kept L{Folder}s by directory path, least recently used dropped first past L{MAX_BYTES}.
     Used from the reactor thread and pool threads alike.
+
+    :param watcher: the process's L{FolderWatcher}, if folders may be watched for changes.
     """
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = MAX_BYTES, watcher: Optional[FolderWatcher] = None
+    ) -> None:
         self._folders: "OrderedDict[str, Folder]" = OrderedDict()
         self._lock = threading.Lock()
         self._max_bytes = max_bytes
+        self._watcher = watcher
         self.weight = 0
+
+    def watch(self, path: str) -> Optional[int]:
+        """
+        Arm a watch on the directory C{path} before it is read (see L{Folder.watched}), for
+        L{put}: C{None} if it cannot be watched.
+        """
+        return None if self._watcher is None else self._watcher.watch(path, self._changed)
 
     def get(self, path: str, identity: Identity, version: int) -> Optional[Folder]:
         """
         The folder kept for C{path}, if it is still the listing of the directory as it is.
         """
+        if self._watcher is not None:
+            self._watcher.drain()
         with self._lock:
             folder = self._folders.get(path)
             if folder is None:
                 return None
-            if folder.identity != identity or folder.version != version:
-                del self._folders[path]
-                self.weight -= folder.weight
-                return None
-            self._folders.move_to_end(path)
-            return folder
+            if folder.identity == identity and folder.version == version:
+                self._folders.move_to_end(path)
+                return folder
+            self._remove(path)
+        self._unwatch([path])
+        return None
 
-    def put(self, path: str, folder: Folder) -> None:
+    def put(self, path: str, folder: Folder, watch: Optional[int] = None) -> None:
+        """
+        Keep C{folder}; if it was read under the watch C{watch} (L{watch}), only if the watch
+        has seen no change since, and then as a folder that needs no C{stat} of its files.
+        """
+        if watch is None:
+            self._insert(path, folder)
+        elif self._watcher is not None:
+            folder.watched = True
+            self._watcher.while_armed(path, watch, lambda: self._insert(path, folder))
+
+    def _insert(self, path: str, folder: Folder) -> None:
+        dropped = []
         with self._lock:
-            old = self._folders.pop(path, None)
-            if old is not None:
-                self.weight -= old.weight
+            self._remove(path)
             self._folders[path] = folder
             self.weight += folder.weight
             while self.weight > self._max_bytes:
-                _, dropped = self._folders.popitem(last=False)
-                self.weight -= dropped.weight
+                old_path, old = self._folders.popitem(last=False)
+                self.weight -= old.weight
+                dropped.append(old_path)
+        self._unwatch(dropped)
 
     def drop(self, path: str) -> None:
+        """
+        Forget C{path}'s folder, and its watch.
+        """
         with self._lock:
-            old = self._folders.pop(path, None)
-            if old is not None:
-                self.weight -= old.weight
+            self._remove(path)
+        self._unwatch([path])
+
+    def _changed(self, path: str) -> None:
+        # Called by the watcher's drain: the (one-shot) watch is gone already.
+        with self._lock:
+            self._remove(path)
+
+    def _remove(self, path: str) -> None:
+        old = self._folders.pop(path, None)
+        if old is not None:
+            self.weight -= old.weight
+
+    def _unwatch(self, paths: List[str]) -> None:
+        if self._watcher is not None:
+            for path in paths:
+                self._watcher.unwatch(path)
 
     def __len__(self) -> int:
         return len(self._folders)

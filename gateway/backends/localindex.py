@@ -29,6 +29,7 @@ import threading
 from typing import Dict, Iterable, NamedTuple, Optional
 
 from gateway.backends.localfolders import FolderCache
+from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.localsync import SharedSyncs, fsync_file
 from gateway.model import ObjectInfo
 
@@ -201,7 +202,7 @@ class ObjectIndex:
     The index of one bucket, at C{path} (created, with its folder, on first use).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, watcher: Optional[FolderWatcher] = None) -> None:
         self._path = path
         #: Held across a rename and its new row, and across a file's check and its MD5 row, so
         #: that a row remembered for an old file never replaces the row of a new one.
@@ -209,7 +210,7 @@ class ObjectIndex:
         self._db: Optional[sqlite3.Connection] = None
         self._syncs = SharedSyncs(self._fsync_log)
         #: The listings of small folders, checked against L{folder_version} at each use.
-        self.folders = FolderCache()
+        self.folders = FolderCache(watcher=watcher)
 
     def sync(self) -> None:
         """

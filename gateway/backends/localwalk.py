@@ -225,6 +225,26 @@ def _folder(
         if kept.fresh(fd):
             return kept.entries(key_prefix), kept.marker
         folders.drop(directory)
+    watch = folders.watch(directory)
+    try:
+        listing = _read_folder(index, fd, directory, key_prefix, identity, version, may_hash)
+        if listing is not None and listing[2] is not None:
+            folders.put(directory, listing[2], watch)
+            watch = None
+    finally:
+        if watch is not None:
+            folders.drop(directory)
+    return None if listing is None else listing[:2]
+
+
+def _read_folder(
+    index: ObjectIndex, fd: int, directory: str, key_prefix: str, identity: Tuple[int, ...],
+    version: int, may_hash: bool,
+) -> "Tuple[Sequence[Tuple[str, bool, Optional[ObjectInfo]]], Optional[ObjectInfo], Optional[Folder]] | None":
+    """
+    Read the small directory open as C{fd}: its entries, its marker's info, and the L{Folder}
+    to keep if it can be kept; C{None} if it has too many entries.
+    """
     candidates = []
     try:
         with os.scandir(fd) as scan:
@@ -234,7 +254,7 @@ def _folder(
                 elif entry.is_file(follow_symlinks=False):
                     candidates.append((key_prefix + entry.name, False, entry))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return (), None
+        return (), None, None
     if len(candidates) > localfolders.MAX_ENTRIES:
         return None
     candidates.sort(key=itemgetter(0))
@@ -271,10 +291,11 @@ def _folder(
                 continue
         entries.append((key, False, info))
         files.append((info, fst.st_mtime_ns))
+    kept = None
     if whole and localfolders.settled(identity, time.time_ns()) and Folder.usable(files):
         names = [key[len(key_prefix) :] for key, _, _ in entries]
-        folders.put(directory, Folder(identity, version, names, files, marker))
-    return entries, marker
+        kept = Folder(identity, version, names, files, marker)  # type: ignore[arg-type]
+    return entries, marker, kept
 
 
 def _from_folder(

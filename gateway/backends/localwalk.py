@@ -21,7 +21,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
-from gateway.backends import localfolders
+from gateway.backends import localfolders, localforeign
 from gateway.backends.localfolders import Folder
 from gateway.backends.localindex import ObjectIndex
 from gateway.backends.localkeys import MAX_KEY_BYTES, RESERVED, is_listable_name, resolve_inside
@@ -174,7 +174,7 @@ def _walk_directory(
             if marker is not None and first and marker in rows:
                 yield rows[marker].info()
             first = False
-            get = rows.get
+            found, _ = localforeign.infos(index, directory, fd, batch, rows, may_hash)
             for position, (key, entry, is_dir) in enumerate(batch):
                 if is_dir and rollup:
                     yield Subtree(key)
@@ -185,21 +185,11 @@ def _walk_directory(
                         index, path, key, "", False, start_after, left, may_hash, True
                     )
                 else:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # removed since the directory was read
-                    row = get(key)
-                    if row is not None and row.size == st.st_size and (
-                        row.mtime_ns == st.st_mtime_ns
-                    ):
-                        yield row.info()
-                    else:
-                        path = os.path.join(directory, entry.name)
-                        try:
-                            yield index.file_info(key, path, st, row, may_hash)
-                        except FileNotFoundError:
-                            continue
+                    item = found[position]
+                    if isinstance(item, tuple):
+                        yield item[0]
+                    elif item is not None and not isinstance(item, FileNotFoundError):
+                        raise item
     finally:
         os.close(fd)
 
@@ -268,29 +258,18 @@ def _read_folder(
     rows = index.get_many(keys + [key_prefix] if key_prefix else keys)
     row = rows.get(key_prefix) if key_prefix else None
     marker = row.info() if row is not None else None
+    batch = [(key, entry, is_dir) for key, is_dir, entry in listed]
+    found, whole = localforeign.infos(index, directory, fd, batch, rows, may_hash)
     entries: List[Tuple[str, bool, Optional[ObjectInfo]]] = []
     files: List[Tuple[ObjectInfo, int]] = []
-    whole = True  # every file listed from its row, none gone
-    for key, is_dir, entry in listed:
+    for (key, is_dir, _), item in zip(listed, found):
         if is_dir:
             entries.append((key, True, None))
-            continue
-        try:
-            fst = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            whole = False
-            continue
-        row = rows.get(key)
-        if row is not None and row.size == fst.st_size and row.mtime_ns == fst.st_mtime_ns:
-            info = row.info()
-        else:
-            whole = False
-            try:
-                info = index.file_info(key, os.path.join(directory, entry.name), fst, row, may_hash)
-            except FileNotFoundError:
-                continue
-        entries.append((key, False, info))
-        files.append((info, fst.st_mtime_ns))
+        elif isinstance(item, tuple):
+            entries.append((key, False, item[0]))
+            files.append(item)
+        elif item is not None and not isinstance(item, FileNotFoundError):
+            raise item
     kept = None
     if whole and localfolders.settled(identity, time.time_ns()) and Folder.usable(files):
         names = [key[len(key_prefix) :] for key, _, _ in entries]

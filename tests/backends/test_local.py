@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import stat
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 import pytest_twisted
@@ -268,9 +268,9 @@ def hashing(monkeypatch) -> List[str]:  # type: ignore[no-untyped-def]
     hashed: List[str] = []
     real = localindex.md5_of_file
 
-    def counting(path: str) -> str:
+    def counting(path: str, dir_fd: Optional[int] = None) -> str:
         hashed.append(path)
-        return real(path)
+        return real(path, dir_fd)
 
     monkeypatch.setattr(localindex, "md5_of_file", counting)
     return hashed

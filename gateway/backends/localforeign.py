@@ -1,0 +1,107 @@
+"""
+The ETags of files put there by other means, found by a listing: several files at once.
+
+A file with no index row, or whose row no longer matches its size and mtime, has the MD5 of its
+bytes as ETag, computed by reading it whole and then remembered as a row. The first listing of
+a tree filled by another program meets nothing but such files: reading each one and writing
+its row in a transaction of its own cost a hundred microseconds a file, two thirds of it in the
+commits. Here the files of one batch of a listing (a small folder, or a few hundred entries of
+a large one) are read one after the other, and their rows written in one transaction
+(L{ObjectIndex.remember}).
+
+Reading them in several threads at once was tried, and was slower for small files: a small
+file is read in three system calls of a few microseconds each, too short for handing the GIL
+back and forth between threads to pay off.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Sequence, Tuple, Union
+
+from gateway.backends import localindex
+from gateway.backends.localindex import HashingNeeded, IndexRow, ObjectIndex
+from gateway.model import ObjectInfo
+
+#: What L{infos} found of one entry: the file's info and mtime; the error met reading it;
+#: C{None} for a directory or a file gone.
+Found = Union[Tuple[ObjectInfo, int], OSError, None]
+
+#: A file whose ETag is to be found by reading it: its key, name and stat.
+Unread = Tuple[str, str, os.stat_result]
+
+
+def infos(
+    index: ObjectIndex,
+    directory: str,
+    fd: int,
+    batch: "Sequence[Tuple[str, os.DirEntry[str], bool]]",
+    rows: Dict[str, IndexRow],
+    may_hash: bool,
+) -> Tuple[List[Found], bool]:
+    """
+    What is found of each entry of C{batch} (sort key, entry, is directory) of C{directory},
+    open as C{fd}, in its place, and whether every file was listed from its index row
+    (C{rows}), none gone.
+
+    A file whose row no longer matches its size and mtime is read for its MD5, all those of the
+    batch together (L{hash_files}); when C{may_hash} is false, L{HashingNeeded} is raised at
+    the first such file, before anything is read.
+    """
+    found: List[Found] = [None] * len(batch)
+    unread: List[Unread] = []
+    places: List[int] = []
+    whole = True
+    get = rows.get
+    for position, (key, entry, is_dir) in enumerate(batch):
+        if is_dir:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            whole = False
+            continue  # removed since the directory was read
+        row = get(key)
+        if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+            found[position] = (row.info(), st.st_mtime_ns)
+        elif not may_hash:
+            raise HashingNeeded(key)
+        else:
+            unread.append((key, entry.name, st))
+            places.append(position)
+    if unread:
+        whole = False
+        hashed = hash_files(index, directory, fd, unread)
+        for position, info, (_, _, st) in zip(places, hashed, unread):
+            found[position] = info if isinstance(info, OSError) else (info, st.st_mtime_ns)
+    return found, whole
+
+
+def hash_files(
+    index: ObjectIndex, directory: str, fd: int, files: Sequence[Unread]
+) -> List[Union[ObjectInfo, OSError]]:
+    """
+    The infos of regular files of C{directory} (open as C{fd}) whose ETags are not known, with
+    the MD5 of each as ETag, their rows written in one transaction; for a file that could not
+    be read (gone, unreadable), the error reading it raised, in its place, so that the walk
+    meets it where it met it before.
+
+    Files are opened and checked by name relative to the open directory: the kernel then looks
+    up one name, not every component of a path from the root, which cost as much as reading
+    a small file.
+    """
+    md5_of_file = localindex.md5_of_file  # through the module, so that tests can count it
+    guess = localindex.guess_content_type
+    found: List[Union[ObjectInfo, OSError]] = []
+    hashed = []
+    for key, name, st in files:
+        try:
+            etag = md5_of_file(name, fd)
+        except OSError as e:
+            found.append(e)
+            continue
+        info = ObjectInfo(key, st.st_size, etag, st.st_mtime_ns / 1e9, guess(key))
+        found.append(info)
+        hashed.append((info, name, st))
+    index.remember(hashed, (directory, fd))
+    return found

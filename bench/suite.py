@@ -27,6 +27,16 @@ from bench.servers import Server
 PUT_CYCLE = 10_000
 
 
+def settle_disk() -> None:
+    """
+    Write out every dirty page before a timed write test (untimed): the gigabytes the previous
+    server's test left in the page cache would otherwise be written back during this one, and
+    slow most the servers that sync before they answer. Every server starts from the same idle
+    disk.
+    """
+    os.sync()
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -141,11 +151,13 @@ class Suite:
     def _put_big(self, server: Server, streams: int) -> Dict[str, float]:
         base = f"put/{slug(server.name)}/big"
         keys = [base] if streams == 1 else [f"{base}.{i}" for i in range(streams)]
+        settle_disk()
         seconds = big_put(server.endpoint, self._signer(server).targets("PUT", keys), self.source,
                           self.sizes.big)
         return {"put_big_1" if streams == 1 else "put_big_n": self.sizes.big / seconds / 1e6}
 
     def _multipart(self, server: Server) -> Dict[str, float]:
+        settle_disk()
         seconds = multipart_put(
             server.endpoint, self._signer(server), f"put/{slug(server.name)}/multipart",
             self.source, self.sizes.big, self.sizes.part_size, self.multipart_streams,
@@ -177,6 +189,8 @@ class Suite:
 
     def _small(self, server: Server, method: str, concurrency: int) -> Dict[str, float]:
         assert self.wrk is not None and server.endpoint is not None
+        if method == "put":
+            settle_disk()
         result = run_wrk(
             self.wrk, server.endpoint, self.targets_file(server, method), method.upper(),
             concurrency, self.duration, self.body_file() if method == "put" else None,

@@ -27,6 +27,7 @@ import ctypes.util
 import os
 import struct
 import threading
+import weakref
 from typing import Callable, Dict, Optional
 
 #: The events that may change what a listing of the directory shows.
@@ -90,6 +91,9 @@ class FolderWatcher:
             fd = self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
             if fd >= 0:
                 self._fd = fd
+                # A registry dropped without closing its watcher (tests make many) must not
+                # keep one of the user's few inotify instances.
+                self._closer = weakref.finalize(self, os.close, fd)
         self.available = self._fd >= 0
         # Reentrant: L{while_armed}'s action may unwatch folders it pushes out.
         self._lock = threading.RLock()
@@ -194,6 +198,6 @@ class FolderWatcher:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            self._closer()
             self._fd = -1
             self.available = False

@@ -61,6 +61,24 @@ def test_unwatched_directory_calls_nothing(tmp_path: Path, watcher: FolderWatche
     assert changed == []
 
 
+def test_instance_closed_when_dropped() -> None:
+    import gc
+
+    watcher = FolderWatcher()
+    if not watcher.available:
+        pytest.skip("no inotify on this system")
+    fd = watcher._fd
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    del watcher
+    gc.collect()
+    target = None
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        pass
+    assert target != "anon_inode:inotify"
+
+
 def test_only_local_filesystems(tmp_path: Path, watcher: FolderWatcher,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(localwatch, "LOCAL_FILESYSTEMS", frozenset())

@@ -16,6 +16,7 @@ back and forth between threads to pay off.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Dict, List, Sequence, Tuple, Union
 
@@ -98,7 +99,8 @@ def hash_files(
         try:
             etag = md5_of_file(name, fd)
         except OSError as e:
-            found.append(e)
+            # A link put in the file's place since the directory was read: the file is gone.
+            found.append(FileNotFoundError(e.errno, e.strerror) if e.errno == errno.ELOOP else e)
             continue
         info = ObjectInfo(key, st.st_size, etag, st.st_mtime_ns / 1e9, guess(key))
         found.append(info)

@@ -191,7 +191,12 @@ def md5_of_file(path: str, dir_fd: Optional[int] = None) -> str:
     long as the three system calls that read a small file.
     """
     digest = hashlib.md5(usedforsecurity=False)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    if dir_fd is not None:
+        # A listing saw a regular file by that name (it lists no links): a link there now was
+        # put in its place since, and may point outside the bucket.
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags, dir_fd=dir_fd)
     try:
         block = os.read(fd, 64 * 1024)
         while block:

@@ -204,6 +204,32 @@ async def test_gone_while_read(
 
 
 @pytest_twisted.ensureDeferred
+async def test_replaced_by_a_link_while_read(
+    backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A file replaced by a symbolic link (to a file outside the bucket) after the directory was
+    read is not followed: it is left out, as a file gone, and the outside file is never read.
+    """
+    folder = tmp_path / "bucket" / "d"
+    _fill(folder, 3)
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"not yours")
+    real = localindex.md5_of_file
+
+    def swapping(path: str, dir_fd: Optional[int] = None) -> str:
+        if path.endswith("f001.txt"):
+            (folder / "f001.txt").unlink()
+            (folder / "f001.txt").symlink_to(outside)
+        return real(path, dir_fd)
+
+    monkeypatch.setattr(localindex, "md5_of_file", swapping)
+    page = await backend.list_objects("d/", "/", "", 1000)
+    assert [o.key for o in page.objects] == ["d/f000.txt", "d/f002.txt"]
+    assert "d/f001.txt" not in backend.index.get_many(["d/f001.txt"])
+
+
+@pytest_twisted.ensureDeferred
 async def test_unreadable(
     backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from twisted.logger import Logger
 
-from gateway.accesslog import access_line
+from gateway.accesslog import AccessRecord
 
 _log = Logger(namespace="s3gateway.access")
 
@@ -32,7 +32,8 @@ FILE_MODE = 0o640
 
 class AccessLogFile:
     """
-    Appends one line per request to a file; called like L{gateway.accesslog.log_access}.
+    Appends one line per request to a file; called, like L{gateway.accesslog.log_access}, with
+    each request's L{AccessRecord}.
 
     A line is C{2026-11-25T18:11:01.123Z [PID] GET /bucket/key 200 ...}: the time (UTC) the
     request ended, the process, then the same text as the access-log event.
@@ -68,19 +69,7 @@ class AccessLogFile:
         if moved:
             self._open()
 
-    def __call__(
-        self,
-        method: str,
-        operation: str,
-        bucket: str,
-        key: str,
-        status: int,
-        bytes_sent: int,
-        bytes_received: int,
-        duration: float,
-        access_key_id: str,
-        disconnected: bool,
-    ) -> None:
+    def __call__(self, record: AccessRecord) -> None:
         if self._fd is None:
             return
         now = self._clock()
@@ -90,10 +79,9 @@ class AccessLogFile:
                 self._second = second
                 self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
                 self._follow_rotation()
-            text = access_line(method, operation, bucket, key, status, bytes_sent,
-                               bytes_received, duration * 1000.0, access_key_id, disconnected)
             millis = int((now - second) * 1000)
-            os.write(self._fd, f"{self._stamp}.{millis:03d}Z {self._tag} {text}\n".encode())
+            line = f"{self._stamp}.{millis:03d}Z {self._tag} {record.line()}\n"
+            os.write(self._fd, line.encode())
             self._failing = False
         except OSError as error:
             # A full disk must not fail requests; say so once per spell of failures, in

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import IO
 
+from attrs import frozen
+
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -29,61 +31,58 @@ _log = Logger(namespace=ACCESS_NAMESPACE)
 _FORMAT = "{access_line}"
 
 
-def log_access(
-    method: str,
-    operation: str,
-    bucket: str,
-    key: str,
-    status: int,
-    bytes_sent: int,
-    bytes_received: int,
-    duration: float,
-    access_key_id: str,
-    disconnected: bool,
-) -> None:
+@frozen
+class AccessRecord:
     """
-    Emit the access-log event of one finished (or abandoned) request.
+    What the access log says of one finished (or abandoned) request: one value for every
+    writer of it (L{log_access}, L{gateway.accessfile.AccessLogFile}).
+
+    :ivar duration: seconds from the request's headers to its end.
+    :ivar disconnected: whether the client went away before the answer was complete.
     """
-    duration_ms = duration * 1000.0
-    line = access_line(method, operation, bucket, key, status, bytes_sent, bytes_received,
-                       duration_ms, access_key_id, disconnected)
+
+    method: str
+    operation: str
+    bucket: str
+    key: str
+    status: int
+    bytes_sent: int
+    bytes_received: int
+    duration: float
+    access_key_id: str
+    disconnected: bool
+
+    def line(self) -> str:
+        """
+        The request as one line of text (without a time stamp), on one line whatever the key
+        holds.
+        """
+        key_part = ("/" + _printable(self.key)) if self.key else ""
+        note = " (client disconnected)" if self.disconnected else ""
+        return (
+            f"{self.method} /{self.bucket}{key_part} {self.status} {self.bytes_sent}B out "
+            f"{self.bytes_received}B in {self.duration * 1000.0:.1f}ms "
+            f"key={self.access_key_id} op={self.operation}{note}"
+        )
+
+
+def log_access(record: AccessRecord) -> None:
+    """
+    Emit the access-log event of one request.
+    """
     _log.info(
         _FORMAT,
-        access_line=line,
-        method=method,
-        operation=operation,
-        bucket=bucket,
-        key=key,
-        status=status,
-        bytes_sent=bytes_sent,
-        bytes_received=bytes_received,
-        duration_ms=duration_ms,
-        access_key_id=access_key_id,
-        disconnected=disconnected,
-    )
-
-
-def access_line(
-    method: str,
-    operation: str,
-    bucket: str,
-    key: str,
-    status: int,
-    bytes_sent: int,
-    bytes_received: int,
-    duration_ms: float,
-    access_key_id: str,
-    disconnected: bool,
-) -> str:
-    """
-    The text of one request's access-log line (without a time stamp), on one line whatever the
-    key holds.
-    """
-    key_part = ("/" + _printable(key)) if key else ""
-    note = " (client disconnected)" if disconnected else ""
-    return (
-        f"{method} /{bucket}{key_part} {status} {bytes_sent}B out {bytes_received}B in "
-        f"{duration_ms:.1f}ms key={access_key_id} op={operation}{note}"
+        access_line=record.line(),
+        method=record.method,
+        operation=record.operation,
+        bucket=record.bucket,
+        key=record.key,
+        status=record.status,
+        bytes_sent=record.bytes_sent,
+        bytes_received=record.bytes_received,
+        duration_ms=record.duration * 1000.0,
+        access_key_id=record.access_key_id,
+        disconnected=record.disconnected,
     )
 
 

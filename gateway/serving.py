@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from twisted.internet.defer import Deferred
 
-from gateway.accesslog import log_access
+from gateway.accesslog import AccessRecord, log_access
 from gateway.backends import BackendRegistry
 from gateway.http.streaming import StreamingSite
 from gateway.s3.app import S3Gateway
@@ -35,14 +35,14 @@ def open_store(data_dir: str, reactor: Any) -> "Deferred[SQLiteStore]":
 
 def build_site(
     store: Any, settings: Mapping[str, Optional[object]], reactor: Any,
-    access_log: Optional[Callable[..., None]] = None,
+    access_log: Optional[Callable[[AccessRecord], None]] = None,
 ) -> StreamingSite:
     """
     The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region},
     C{create_bucket_root}, C{domains}, C{signature_v2} and C{cors} (see
     L{gateway.config.DEFAULTS}).
 
-    :param access_log: called once per request (L{gateway.accesslog.log_access}'s signature);
+    :param access_log: called with each request's L{gateway.accesslog.AccessRecord};
         by default, an access-log event into twistd's log.
     """
     gateway = S3Gateway(

@@ -12,6 +12,7 @@ from typing import List
 from twisted.logger import globalLogPublisher
 
 from gateway.accessfile import AccessLogFile
+from gateway.accesslog import AccessRecord
 
 
 class Clock:
@@ -27,14 +28,15 @@ class Clock:
 
 
 def request(log: AccessLogFile, key: str = "photos/cat.jpg", status: int = 200) -> None:
-    log("GET", "GetObject", "pics", key, status, 4096, 0, 0.00125, "AKIDEXAMPLE", False)
+    log(AccessRecord("GET", "GetObject", "pics", key, status, 4096, 0, 0.00125, "AKIDEXAMPLE",
+                     False))
 
 
 def test_one_line_per_request_with_time_and_process(tmp_path) -> None:
     path = tmp_path / "access.log"
     log = AccessLogFile(str(path), clock=Clock(1764094261.25))
     request(log)
-    log("PUT", "PutObject", "pics", "a", 200, 0, 10, 0.5, "AKIDEXAMPLE", True)
+    log(AccessRecord("PUT", "PutObject", "pics", "a", 200, 0, 10, 0.5, "AKIDEXAMPLE", True))
     log.close()
     assert path.read_text().splitlines() == [
         f"2025-11-25T18:11:01.250Z [{os.getpid()}] GET /pics/photos/cat.jpg 200 4096B out "

@@ -11,7 +11,7 @@ from typing import List
 import pytest
 from twisted.logger import formatEvent, globalLogPublisher
 
-from gateway.accesslog import ACCESS_NAMESPACE, json_observer, log_access
+from gateway.accesslog import ACCESS_NAMESPACE, AccessRecord, json_observer, log_access
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def emit(**overrides) -> None:
         disconnected=False,
     )
     fields.update(overrides)
-    log_access(**fields)
+    log_access(AccessRecord(**fields))
 
 
 def access_events(events: List[dict]) -> List[dict]:

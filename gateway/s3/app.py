@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
+from gateway.accesslog import AccessRecord
 from gateway.backends import BackendRegistry
 from gateway.http.resource import HandlerResource
 from gateway.interfaces import BackendError, IBackend, IMetadataStore
@@ -62,7 +63,7 @@ class S3Gateway:
         backends: BackendRegistry,
         policy: BucketPolicy,
         clock: IReactorTime,
-        access_log: Optional[Callable[..., None]] = None,
+        access_log: Optional[Callable[[AccessRecord], None]] = None,
         base_domains: Sequence[str] = (),
         cors: CorsPolicy = CorsPolicy(),
         allow_signature_v2: bool = True,
@@ -224,7 +225,7 @@ class S3Gateway:
     ) -> None:
         if self._access_log is None:
             return None
-        self._access_log(
+        self._access_log(AccessRecord(
             method=request.method.decode("ascii", "replace"),
             operation=entry["operation"],
             bucket=entry["bucket"],
@@ -235,5 +236,5 @@ class S3Gateway:
             duration=time.monotonic() - started,
             access_key_id=entry["access_key_id"],
             disconnected=isinstance(result, Failure),
-        )
+        ))
         return None

@@ -78,6 +78,19 @@ def infos(
     return found, whole
 
 
+def listed(item: Found) -> "Tuple[ObjectInfo, int] | None":
+    """
+    What a listing shows of one entry L{infos} found: the file's info and mtime, or C{None} for
+    nothing (a directory, or a file gone since the directory was read); the error met reading a
+    file is raised, so that the listing fails where it failed before.
+    """
+    if isinstance(item, tuple):
+        return item
+    if item is not None and not isinstance(item, FileNotFoundError):
+        raise item
+    return None
+
+
 def hash_files(
     index: ObjectIndex, directory: str, fd: int, files: Sequence[Unread]
 ) -> List[Union[ObjectInfo, OSError]]:

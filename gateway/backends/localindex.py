@@ -379,7 +379,8 @@ class ObjectIndex:
                     return
             for info, path, st in hashed:
                 try:
-                    after = os.stat(path, dir_fd=dir_fd)
+                    # Relative to a directory, a listing's file: a link there is another file.
+                    after = os.stat(path, dir_fd=dir_fd, follow_symlinks=dir_fd is None)
                 except OSError:
                     continue
                 if after.st_size == st.st_size and after.st_mtime_ns == st.st_mtime_ns:

@@ -185,11 +185,9 @@ def _walk_directory(
                         index, path, key, "", False, start_after, left, may_hash, True
                     )
                 else:
-                    item = found[position]
-                    if isinstance(item, tuple):
-                        yield item[0]
-                    elif item is not None and not isinstance(item, FileNotFoundError):
-                        raise item
+                    shown = localforeign.listed(found[position])
+                    if shown is not None:
+                        yield shown[0]
     finally:
         os.close(fd)
 
@@ -265,11 +263,11 @@ def _read_folder(
     for (key, is_dir, _), item in zip(listed, found):
         if is_dir:
             entries.append((key, True, None))
-        elif isinstance(item, tuple):
-            entries.append((key, False, item[0]))
-            files.append(item)
-        elif item is not None and not isinstance(item, FileNotFoundError):
-            raise item
+            continue
+        shown = localforeign.listed(item)
+        if shown is not None:
+            entries.append((key, False, shown[0]))
+            files.append(shown)
     kept = None
     if whole and localfolders.settled(identity, time.time_ns()) and Folder.usable(files):
         names = [key[len(key_prefix) :] for key, _, _ in entries]

@@ -12,6 +12,8 @@ Where things land on disk:
 - uploads are written to a temporary file in ``<root>/.s3gateway/tmp`` (same filesystem, so the
   final rename is atomic), fsynced and renamed into place on commit: readers see the old object
   or the new one, never a part, and a crash leaves at most a temporary file that no listing shows;
+  a large object replaced so, or deleted, is removed after the answer, from
+  ``<root>/.s3gateway/retired`` (L{gateway.backends.localretire});
 - multipart parts are ``<root>/.s3gateway/uploads/<upload id>/<part number>``
   (L{gateway.backends.localparts});
 - every replacement of a key (commit, complete, metadata update, copy, delete) holds the key's
@@ -46,12 +48,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from gateway.backends import localcopy, localfs, localparts, localwalk
+from gateway.backends import localcopy, localfs, localparts, localretire, localwalk
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
+from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.producer import FileReader
@@ -102,14 +105,21 @@ class LocalBackend:
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()
+        #: Replaced large objects being removed after their write was answered.
+        self.retirements = Retirements(
+            self._run, lambda *call: self._reactor.callFromThread(*call)
+        )
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
 
     def close(self) -> "Deferred[None]":
         """
-        Close the index (not part of L{IBackend}: call it when the connection goes away).
+        Close the index once the removals of replaced objects have ended (not part of
+        L{IBackend}: call it when the connection goes away).
         """
-        return self._run(self.index.close)
+        waiting = self.retirements.wait()
+        waiting.addCallback(lambda _: self._run(self.index.close))
+        return waiting  # type: ignore[return-value]
 
     def _run(self, function: Callable[..., T], *args: object) -> "Deferred[T]":
         pool = self._threadpool or self._reactor.getThreadPool()
@@ -345,6 +355,7 @@ class LocalBackend:
         metadata. The temporary file is gone afterwards, whether this worked or not.
         """
         renamed = False
+        retired: Optional[str] = None
         try:
             os.fsync(fd)
             st = os.fstat(fd)
@@ -367,15 +378,22 @@ class LocalBackend:
             row = row_for(info, st.st_mtime_ns)
 
             def rename() -> None:
-                nonlocal renamed
-                localfs.check_clash(root, segments, False, key)
-                # The index lock makes the rename and the new row one step for the readers
-                # that remember MD5s of files changed by other means (ObjectIndex.file_info);
-                # nothing else is done under it, since every commit of the bucket needs it.
-                with self.index.lock:
-                    os.replace(temp, path)
-                    renamed = True
-                    self.index.put(row)
+                nonlocal renamed, retired
+                replaced = localfs.check_clash(root, segments, False, key)
+                retired = localretire.set_aside(root, path, replaced)
+                try:
+                    # The index lock makes the rename and the new row one step for the readers
+                    # that remember MD5s of files changed by other means (ObjectIndex.file_info);
+                    # nothing else is done under it, since every commit of the bucket needs it.
+                    with self.index.lock:
+                        os.replace(temp, path)
+                        renamed = True
+                        self.index.put(row)
+                finally:
+                    if retired is not None and not renamed:
+                        # The old object is still in place: drop its second name at once.
+                        localfs.remove_file(retired)
+                        retired = None
 
             localfs.check_clash(root, segments, False, key)
             with locked(root, key):
@@ -389,6 +407,8 @@ class LocalBackend:
                 os.close(fd)
             if not renamed:
                 localfs.remove_file(temp)
+            if retired is not None:
+                self.retirements.remove_later(retired)
 
     def make_marker(
         self, key: str, metadata: WriteMetadata, condition: Optional[WriteCondition] = None
@@ -428,17 +448,23 @@ class LocalBackend:
     def _delete(self, key: str) -> None:
         root, path, folder = self.locate(key)
         segments = split_key(key)[0]
+        retired: Optional[str] = None
         with locked(root, key):
             if folder:
                 self.index.delete(key)
                 localfs.remove_empty_directory(path)
             else:
                 try:
-                    if not stat.S_ISDIR(os.lstat(path).st_mode):
-                        os.unlink(path)
+                    found = os.lstat(path)
+                    if not stat.S_ISDIR(found.st_mode):
+                        retired = localretire.move_aside(root, path, found)
+                        if retired is None:
+                            os.unlink(path)
                 except (FileNotFoundError, NotADirectoryError):
                     pass
                 self.index.delete(key)
+        if retired is not None:
+            self.retirements.remove_later(retired)
         self._prune(root, segments[:-1])
 
     def _prune(self, root: str, segments: List[str]) -> None:

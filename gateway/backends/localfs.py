@@ -38,19 +38,26 @@ _HASH_BLOCK = 1024 * 1024
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 
 
-def check_clash(root: str, segments: List[str], folder: bool, key: str) -> None:
+def check_clash(
+    root: str, segments: List[str], folder: bool, key: str
+) -> Optional[os.stat_result]:
     """
     Refuse a key that a filesystem cannot hold beside what exists: a folder in its path that is
     a file (``a`` exists and ``a/b`` is put), or a folder where the object would go (``a/b``
     exists and ``a`` is put), or a file where a folder marker would go.
+
+    :return: the C{stat} of what the key's path names now (following links), or C{None} when
+        nothing is there: the object a write would replace.
     """
     path = root
+    found: Optional[os.stat_result] = None
     for depth, segment in enumerate(segments):
         path = os.path.join(path, segment)
         try:
-            is_directory = stat.S_ISDIR(os.stat(path).st_mode)
+            found = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return None
+        is_directory = stat.S_ISDIR(found.st_mode)
         last = depth == len(segments) - 1
         name = "/".join(segments[: depth + 1])
         if not is_directory and (folder or not last):
@@ -61,6 +68,7 @@ def check_clash(root: str, segments: List[str], folder: bool, key: str) -> None:
             raise InvalidObjectKey(
                 f"cannot store {key!r}: {name + '/'!r} is a folder, so it cannot also be an object"
             )
+    return found
 
 
 def make_directories(root: str, segments: List[str]) -> List[str]:

@@ -1,0 +1,158 @@
+"""
+A large object replaced by a write, or deleted, is freed after the answer, from its name in
+``.s3gateway/retired`` (L{gateway.backends.localretire}); anything else is freed at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+import pytest_twisted
+
+from gateway.backends import localretire
+from gateway.backends.local import LocalBackend
+from tests.backends.support import get, metadata_for, put
+from tests.backends.test_local import backend, root  # noqa: F401 (fixtures)
+
+
+def retired(root: Path) -> List[str]:
+    folder = root / ".s3gateway" / "retired"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def watch_removals(backend: LocalBackend) -> List[Tuple[int, bytes]]:
+    """
+    The inode and bytes of every file handed for removal, read when it is handed over.
+    """
+    seen: List[Tuple[int, bytes]] = []
+    remove_later = backend.retirements.remove_later
+
+    def watching(name: str) -> None:
+        with open(name, "rb") as file:
+            seen.append((os.fstat(file.fileno()).st_ino, file.read()))
+        remove_later(name)
+
+    backend.retirements.remove_later = watching  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.fixture
+def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(localretire, "RETIRE_SIZE", 16)
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_object_freed_after_the_answer(
+    backend: LocalBackend, root: Path, small_threshold: None
+) -> None:
+    await put(backend, "a/k", b"the first version, large enough")
+    old_inode = os.stat(root / "a" / "k").st_ino
+    seen = watch_removals(backend)
+    await put(backend, "a/k", b"the second version")
+    assert await get(backend, "a/k") == b"the second version"
+    assert seen == [(old_inode, b"the first version, large enough")]
+    await backend.retirements.wait()
+    assert retired(root) == []
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_object_freed_by_the_rename(backend: LocalBackend, root: Path) -> None:
+    seen = watch_removals(backend)
+    await put(backend, "k", b"small")
+    await put(backend, "k", b"smaller")
+    assert seen == []
+    assert retired(root) == []
+    assert await get(backend, "k") == b"smaller"
+
+
+@pytest_twisted.ensureDeferred
+async def test_object_with_other_names_not_set_aside(
+    backend: LocalBackend, root: Path, tmp_path: Path, small_threshold: None
+) -> None:
+    await put(backend, "k", b"the first version, large enough")
+    os.link(root / "k", tmp_path / "elsewhere")
+    seen = watch_removals(backend)
+    await put(backend, "k", b"the second version")
+    assert seen == []
+    assert retired(root) == []
+    assert (tmp_path / "elsewhere").read_bytes() == b"the first version, large enough"
+
+
+@pytest_twisted.ensureDeferred
+async def test_link_replaced_without_touching_its_target(
+    backend: LocalBackend, root: Path, small_threshold: None
+) -> None:
+    (root / "target").write_bytes(b"a file put there by other means, large")
+    (root / "k").symlink_to(root / "target")
+    seen = watch_removals(backend)
+    await put(backend, "k", b"new")
+    assert seen == []
+    assert (root / "target").read_bytes() == b"a file put there by other means, large"
+    assert (root / "k").read_bytes() == b"new" and not (root / "k").is_symlink()
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_rename_keeps_the_old_object(
+    backend: LocalBackend, root: Path, small_threshold: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await put(backend, "k", b"the first version, large enough")
+
+    def refuse(source: str, target: str) -> None:
+        raise PermissionError(13, "refused", target)
+
+    seen = watch_removals(backend)
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError):
+        await put(backend, "k", b"the second version")
+    monkeypatch.undo()
+    assert seen == []  # the second name went at once, not after the answer
+    assert await get(backend, "k") == b"the first version, large enough"
+    assert os.stat(root / "k").st_nlink == 1
+    assert retired(root) == []
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_waits_for_removals(
+    backend: LocalBackend, root: Path, small_threshold: None
+) -> None:
+    await put(backend, "k", b"the first version, large enough")
+    await put(backend, "k", b"the second version")
+    await backend.close()
+    assert retired(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleted_large_object_freed_after_the_answer(
+    backend: LocalBackend, root: Path, small_threshold: None
+) -> None:
+    await put(backend, "a/big", b"a large object, large enough")
+    await put(backend, "a/small", b"small")
+    inode = os.stat(root / "a" / "big").st_ino
+    seen = watch_removals(backend)
+    await backend.delete("a/big")
+    assert seen == [(inode, b"a large object, large enough")]
+    await backend.delete("a/small")
+    assert len(seen) == 1
+    assert not (root / "a").exists()  # both gone, and their folder pruned
+    await backend.retirements.wait()
+    assert retired(root) == []
+
+
+def test_set_aside_needs_a_large_plain_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    big = root / "big"
+    big.write_bytes(b"x" * localretire.RETIRE_SIZE)
+    small = root / "small"
+    small.write_bytes(b"x")
+    assert localretire.set_aside(str(root), str(small), os.stat(small)) is None
+    assert localretire.set_aside(str(root), str(big), None) is None
+    name = localretire.set_aside(str(root), str(big), os.stat(big))
+    assert name is not None and os.path.samefile(name, big)
+    assert os.path.dirname(name) == localretire.retired_folder(str(root))
+    assert os.stat(localretire.retired_folder(str(root))).st_mode & 0o777 == 0o700

@@ -41,6 +41,32 @@ def retired_folder(root: str) -> str:
     return os.path.join(root, RESERVED, "retired")
 
 
+def _retirable(found: os.stat_result) -> bool:
+    # A plain file whose only name is the one a write or delete takes away: freeing it is then
+    # what the request would wait for.
+    return stat.S_ISREG(found.st_mode) and found.st_nlink == 1 and found.st_size >= RETIRE_SIZE
+
+
+def _into_retired(root: str, name_it: Callable[[str], None]) -> Optional[str]:
+    """
+    Call C{name_it} with a new name in the retired folder (made at first use); the name, or
+    C{None} when that failed.
+    """
+    folder = retired_folder(root)
+    name = os.path.join(folder, secrets.token_hex(16))
+    try:
+        try:
+            name_it(name)
+        except FileNotFoundError:
+            if os.path.isdir(folder):
+                return None  # the file went meanwhile
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            name_it(name)
+    except OSError:
+        return None
+    return name
+
+
 def set_aside(root: str, path: str, replaced: Optional[os.stat_result]) -> Optional[str]:
     """
     Give the large regular file at C{path} a second name, so that replacing C{path} leaves its
@@ -57,22 +83,9 @@ def set_aside(root: str, path: str, replaced: Optional[os.stat_result]) -> Optio
         found = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1 or found.st_size < RETIRE_SIZE:
+    if not _retirable(found):
         return None
-    folder = retired_folder(root)
-    name = os.path.join(folder, secrets.token_hex(16))
-    try:
-        try:
-            os.link(path, name, follow_symlinks=False)
-        except FileNotFoundError:
-            if not os.path.isdir(folder):
-                os.makedirs(folder, mode=0o700, exist_ok=True)
-                os.link(path, name, follow_symlinks=False)
-            else:
-                return None
-    except OSError:
-        return None
-    return name
+    return _into_retired(root, lambda name: os.link(path, name, follow_symlinks=False))
 
 
 def move_aside(root: str, path: str, found: os.stat_result) -> Optional[str]:
@@ -83,21 +96,9 @@ def move_aside(root: str, path: str, found: os.stat_result) -> Optional[str]:
     :return: its name there, or C{None} when it is small, not a plain file with a single name,
         or could not be moved: then it is still at C{path}.
     """
-    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1 or found.st_size < RETIRE_SIZE:
+    if not _retirable(found):
         return None
-    folder = retired_folder(root)
-    name = os.path.join(folder, secrets.token_hex(16))
-    try:
-        try:
-            os.rename(path, name)
-        except FileNotFoundError:
-            if os.path.isdir(folder):
-                return None
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            os.rename(path, name)
-    except OSError:
-        return None
-    return name
+    return _into_retired(root, lambda name: os.rename(path, name))
 
 
 class Retirements:

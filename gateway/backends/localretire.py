@@ -7,7 +7,8 @@ that is slow (about 250 ms per GiB on the benchmark machine, a sixth of a 1 GiB 
 happened between the body's last byte and the answer. So before the rename a large old object
 gets a second name in ``<root>/.s3gateway/retired`` (a hard link: no data moves), the rename then
 only drops its first name, and the file is removed for good in a thread after the answer. A
-large object deleted is moved there in the same way (a rename), and removed after the answer.
+large object deleted is moved there in the same way (a rename), and so are the parts of a
+multipart upload once it is completed or aborted.
 
 Only the gateway reaches that folder, and no listing shows it. A crash between the two steps
 leaves a file there, as it can leave a temporary file. An old object that cannot take a second
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import stat
 from typing import Callable, Optional, Set
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from gateway.backends.localfs import remove_file
 from gateway.backends.localkeys import RESERVED
 
 #: Old objects at least this large are removed after the answer; below it, freeing one costs less
@@ -101,6 +102,27 @@ def move_aside(root: str, path: str, found: os.stat_result) -> Optional[str]:
     return _into_retired(root, lambda name: os.rename(path, name))
 
 
+def move_tree_aside(root: str, directory: str) -> Optional[str]:
+    """
+    Take C{directory} (a multipart upload's parts) into the retired folder at once; blocks.
+
+    :return: its name there, or C{None} when it could not be moved.
+    """
+    return _into_retired(root, lambda name: os.rename(directory, name))
+
+
+def remove(name: str) -> None:
+    """
+    Remove the retired file or folder C{name} for good; blocks.
+    """
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(name, ignore_errors=True)
+
+
 class Retirements:
     """
     The removals of set-aside files that are still running.
@@ -120,12 +142,12 @@ class Retirements:
 
     def remove_later(self, name: str) -> None:
         """
-        Remove the file C{name} in a thread of its own, without waiting; callable from any thread.
+        Remove the file or folder C{name} in a thread, without waiting; callable from any thread.
         """
         self._call_from_thread(self._start, name)
 
     def _start(self, name: str) -> None:
-        removal = self._run(remove_file, name)
+        removal = self._run(remove, name)
         self.pending.add(removal)
 
         def done(result: object) -> None:

@@ -14,7 +14,9 @@ import pytest_twisted
 
 from gateway.backends import localretire
 from gateway.backends.local import LocalBackend
-from tests.backends.support import get, metadata_for, put
+from gateway.model import WriteMetadata
+from tests.backends.contract_writes import write_parts
+from tests.backends.support import get, put
 from tests.backends.test_local import backend, root  # noqa: F401 (fixtures)
 
 
@@ -23,16 +25,20 @@ def retired(root: Path) -> List[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def watch_removals(backend: LocalBackend) -> List[Tuple[int, bytes]]:
+def watch_removals(backend: LocalBackend) -> List[Tuple[object, object]]:
     """
-    The inode and bytes of every file handed for removal, read when it is handed over.
+    The inode and bytes of every file handed for removal, or C{"folder"} and the names in it,
+    read when it is handed over.
     """
-    seen: List[Tuple[int, bytes]] = []
+    seen: List[Tuple[object, object]] = []
     remove_later = backend.retirements.remove_later
 
     def watching(name: str) -> None:
-        with open(name, "rb") as file:
-            seen.append((os.fstat(file.fileno()).st_ino, file.read()))
+        if os.path.isdir(name):
+            seen.append(("folder", sorted(os.listdir(name))))
+        else:
+            with open(name, "rb") as file:
+                seen.append((os.fstat(file.fileno()).st_ino, file.read()))
         remove_later(name)
 
     backend.retirements.remove_later = watching  # type: ignore[method-assign]
@@ -141,6 +147,26 @@ async def test_deleted_large_object_freed_after_the_answer(
     assert not (root / "a").exists()  # both gone, and their folder pruned
     await backend.retirements.wait()
     assert retired(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_parts_gone_at_once_and_freed_after_the_answer(
+    backend: LocalBackend, root: Path
+) -> None:
+    uploads = root / ".s3gateway" / "uploads"
+    seen = watch_removals(backend)
+    await write_parts(backend, "u", b"first part", b"second")
+    await backend.complete_upload("u", "k", [(1, 10), (2, 6)], WriteMetadata(etag="e-2"))
+    assert await get(backend, "k") == b"first partsecond"
+    assert not (uploads / "u").exists()
+    await write_parts(backend, "v", b"x")
+    await backend.abort_upload("v")
+    assert not (uploads / "v").exists()
+    assert seen == [("folder", ["1", "2"]), ("folder", ["1"])]
+    await backend.retirements.wait()
+    assert retired(root) == []
+    await backend.abort_upload("never-made")
+    assert retired(root) == [] and seen[2:] == []
 
 
 def test_set_aside_needs_a_large_plain_file(tmp_path: Path) -> None:

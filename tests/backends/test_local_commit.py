@@ -19,7 +19,7 @@ from gateway.backends.local import LocalBackend
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.interfaces import InvalidObjectKey
-from tests.backends.support import get, metadata_for, put
+from tests.backends.support import get, metadata_for, names, put
 from tests.backends.test_local import (  # noqa: F401 (backend and root are fixtures)
     _reactor,
     backend,
@@ -224,3 +224,24 @@ def test_index_sync_without_a_log(tmp_path: Path) -> None:
     index.close()
     assert not wal.exists()
     index.sync()  # must not raise
+
+
+@pytest_twisted.ensureDeferred
+async def test_dropped_upload_removed_in_a_thread_when_large(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Freeing a large temporary file takes long enough to stall the reactor.
+    monkeypatch.setattr(localfs, "DISCARD_IN_THREAD_SIZE", 8)
+    calls = hand_overs(monkeypatch, backend)
+    temp_dir = root / ".s3gateway" / "tmp"
+    small = await backend.start_write("small")
+    small.write(b"1234567")
+    large = await backend.start_write("large")
+    large.write(b"12345678")
+    assert len(list(temp_dir.iterdir())) == 2
+    dropped = small.abort()
+    assert dropped.called and calls == []
+    await large.abort()
+    assert calls == ["_close_and_remove"]
+    assert list(temp_dir.iterdir()) == []
+    assert await names(backend) == ([], [])

@@ -303,6 +303,7 @@ class LocalBackend:
         """
         A new temporary file on the root's filesystem: its descriptor (for writing) and path.
         """
+        self.retirements.sweep(root)
         folder = os.path.join(root, RESERVED, "tmp")
         temp = os.path.join(folder, secrets.token_hex(16))
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC

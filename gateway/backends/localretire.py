@@ -11,7 +11,7 @@ large object deleted is moved there in the same way (a rename), and so are the p
 multipart upload once it is completed or aborted.
 
 Only the gateway reaches that folder, and no listing shows it. A crash between the two steps
-leaves a file there, as it can leave a temporary file. An old object that cannot take a second
+leaves a file there; each process empties the folder before its first upload to the bucket. An old object that cannot take a second
 name (another filesystem's rules, a link count limit) is freed by the rename, as before.
 """
 
@@ -139,6 +139,23 @@ class Retirements:
         self._run = run
         self._call_from_thread = call_from_thread
         self.pending: Set["Deferred[None]"] = set()
+        self._swept: Set[str] = set()
+
+    def sweep(self, root: str) -> None:
+        """
+        The first time it is called for C{root}: remove whatever is in its retired folder, which
+        a crash can leave there (nothing in it is ever needed again); callable from any thread.
+        """
+        if root in self._swept:
+            return
+        self._swept.add(root)
+        folder = retired_folder(root)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            self.remove_later(os.path.join(folder, name))
 
     def remove_later(self, name: str) -> None:
         """

@@ -169,6 +169,23 @@ async def test_parts_gone_at_once_and_freed_after_the_answer(
     assert retired(root) == [] and seen[2:] == []
 
 
+@pytest_twisted.ensureDeferred
+async def test_crash_leftovers_removed_before_the_first_upload(
+    backend: LocalBackend, root: Path
+) -> None:
+    folder = root / ".s3gateway" / "retired"
+    (folder / "folder-of-parts").mkdir(parents=True)
+    (folder / "folder-of-parts" / "1").write_bytes(b"part")
+    (folder / "old-object").write_bytes(b"old")
+    seen = watch_removals(backend)
+    await put(backend, "k", b"first")
+    await put(backend, "j", b"second")
+    assert len(seen) == 2  # once, not at every upload
+    assert ("folder", ["1"]) in seen and [b"old"] == [body for _, body in seen if body == b"old"]
+    await backend.retirements.wait()
+    assert retired(root) == []
+
+
 def test_set_aside_needs_a_large_plain_file(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

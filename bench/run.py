@@ -24,6 +24,7 @@ if REPOSITORY not in sys.path:
 
 from bench import dataset, profile  # noqa: E402
 from bench.install import ensure_tools  # noqa: E402
+from bench.floors import measure as measure_floors  # noqa: E402
 from bench.load import big_get, big_put, md5_rate, run_wrk  # noqa: E402
 from bench.presign import Signer  # noqa: E402
 from bench.report import machine_description, markdown, table, targets  # noqa: E402
@@ -176,9 +177,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     versions: Dict[str, str] = {}
     profile_text = ""
     suite: Optional[Suite] = None
+    floors: Dict[str, str] = {}
     try:
         say(f"== data set in {workdir}")
         say(f"  made in {dataset.make_shared_tree(root, source, sizes):.1f} s")
+        say("== the filesystem's own floors")
+        floors = measure_floors(workdir, min(sizes.big, 1 << 30))
+        for name, value in floors.items():
+            say(f"  {name}: {value}")
         say("== servers")
         for server in servers:
             if server.unavailable:
@@ -251,7 +257,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(f"target: {check.text}: {check.verdict} ({check.detail})")
     command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     with open(args.output, "w") as out:
-        out.write(markdown(results, machine_description(), versions, checks, md5, notes,
+        machine = {**machine_description(), **floors}
+        out.write(markdown(results, machine, versions, checks, md5, notes,
                            profile_text, command.strip(), time.strftime("%Y-%m-%d %H:%M %Z")))
     say(f"\nwritten {args.output} after {time.monotonic() - started:.0f} s")
     return 0

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("botocore")
 pytest.importorskip("psutil")
 
-from bench import dataset, load, profile  # noqa: E402
+from bench import dataset, floors, load, profile  # noqa: E402
 from bench.install import ensure_tools, find  # noqa: E402
 from bench.monitor import Watch  # noqa: E402
 from bench.multipart import complete_body, parts  # noqa: E402
@@ -224,3 +224,15 @@ def test_one_round_against_the_gateway(workdir) -> None:
     assert os.path.getsize(os.path.join(root, "bench", "put", "gateway", "multipart")) == 6 << 20
     assert "GET 6 MiB, 1 stream" in table(results)
     assert all(server.process.poll() is not None for server in started)
+
+
+def test_floors_measure_and_leave_nothing(tmp_path) -> None:
+    figures = floors.measure(str(tmp_path), 1 << 20, runs=1)
+    assert list(figures) == [
+        "writing into the page cache (the data's filesystem, no fsync)",
+        "making one empty file (the data's filesystem)",
+    ]
+    assert figures["making one empty file (the data's filesystem)"].endswith(" µs")
+    assert floors.page_cache_write_rate(str(tmp_path), 1 << 20) > 1.0
+    assert floors.file_creation_cost(str(tmp_path), count=10) > 0.0
+    assert list(tmp_path.iterdir()) == []

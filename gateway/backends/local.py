@@ -11,7 +11,8 @@ Where things land on disk:
   ``<root>/a/b`` plus an index row;
 - uploads are written to a temporary file in ``<root>/.s3gateway/tmp`` (same filesystem, so the
   final rename is atomic), fsynced and renamed into place on commit: readers see the old object
-  or the new one, never a part, and a crash leaves at most a temporary file that no listing shows;
+  or the new one, never a part, and a crash leaves at most a temporary file that no listing shows
+  (removed by the first write of a later process once a day old);
   a large object replaced so, or deleted, is removed after the answer, from
   ``<root>/.s3gateway/retired`` (L{gateway.backends.localretire});
 - multipart parts are ``<root>/.s3gateway/uploads/<upload id>/<part number>``
@@ -303,8 +304,8 @@ class LocalBackend:
         """
         A new temporary file on the root's filesystem: its descriptor (for writing) and path.
         """
-        self.retirements.sweep(root)
         folder = os.path.join(root, RESERVED, "tmp")
+        self.retirements.sweep(root, folder)
         temp = os.path.join(folder, secrets.token_hex(16))
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:

@@ -108,7 +108,9 @@ def copy_part(
     finally:
         if file is not None:
             file.close()
-    return store_part(upload_id, folder, part_number, fd, temp, etag)
+    return store_part(
+        upload_id, folder, part_number, fd, temp, etag, backend.syncs.sync, backend.retirements, root
+    )
 
 
 def update_metadata(

@@ -46,19 +46,33 @@ def store_part(
     temp: str,
     etag: str,
     sync_directory: Callable[[str], None] = localfs.fsync_directory,
+    retirements: Optional[localretire.Retirements] = None,
+    root: str = "",
 ) -> ObjectInfo:
     """
     Make the temporary file C{temp} (open as C{fd}) part C{part_number} in C{folder}, durably,
     replacing an earlier one. The temporary file is gone afterwards, whether this worked or not.
+
+    :param retirements: given (with the bucket's resolved C{root}), a large earlier part (a client
+        retrying its upload) is freed after the answer rather than inside the rename.
     """
+    retired: Optional[str] = None
     try:
         os.fsync(fd)
         st = os.fstat(fd)
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.replace(temp, os.path.join(folder, str(part_number)))
+        target = os.path.join(folder, str(part_number))
+        if retirements is not None:
+            try:
+                retired = localretire.set_aside(root, target, os.stat(target))
+            except FileNotFoundError:
+                pass
+        os.replace(temp, target)
     finally:
         os.close(fd)
         localfs.remove_file(temp)
+        if retired is not None and retirements is not None:
+            retirements.remove_later(retired)
     sync_directory(folder)
     return ObjectInfo(f"{upload_id}/{part_number}", st.st_size, etag, st.st_mtime_ns / 1e9)
 
@@ -72,7 +86,8 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
         fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
     ) -> ObjectInfo:
         return store_part(
-            upload_id, folder, part_number, fd, temp, metadata.etag, backend.syncs.sync
+            upload_id, folder, part_number, fd, temp, metadata.etag, backend.syncs.sync,
+            backend.retirements, root,
         )
 
     return LocalWriter(backend._run, commit, lambda: backend.temp_file(root))

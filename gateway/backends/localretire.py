@@ -11,7 +11,8 @@ large object deleted is moved there in the same way (a rename), and so are the p
 multipart upload once it is completed or aborted.
 
 Only the gateway reaches that folder, and no listing shows it. A crash between the two steps
-leaves a file there; each process empties the folder before its first upload to the bucket. An old object that cannot take a second
+leaves a file there; each process empties the folder before its first upload to the bucket, and
+removes then the temporary files that a crash left (L{Retirements.sweep}). An old object that cannot take a second
 name (another filesystem's rules, a link count limit) is freed by the rename, as before.
 """
 
@@ -21,12 +22,16 @@ import os
 import secrets
 import shutil
 import stat
-from typing import Callable, Optional, Set
+import time
+from typing import Callable, List, Optional, Set
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from gateway.backends.localkeys import RESERVED
+
+#: A temporary file untouched this long is a crash's leftover (see L{Retirements.sweep}).
+STALE_TEMPORARY_AGE = 24 * 3600
 
 #: Old objects at least this large are removed after the answer; below it, freeing one costs less
 #: than the extra link and unlink (about 0.2 ms per MiB freed, against some 50 microseconds).
@@ -123,6 +128,13 @@ def remove(name: str) -> None:
         shutil.rmtree(name, ignore_errors=True)
 
 
+def _names(folder: str) -> List[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
 class Retirements:
     """
     The removals of set-aside files that are still running.
@@ -141,21 +153,29 @@ class Retirements:
         self.pending: Set["Deferred[None]"] = set()
         self._swept: Set[str] = set()
 
-    def sweep(self, root: str) -> None:
+    def sweep(self, root: str, temporary_folder: str) -> None:
         """
-        The first time it is called for C{root}: remove whatever is in its retired folder, which
-        a crash can leave there (nothing in it is ever needed again); callable from any thread.
+        The first time it is called for C{root}: remove what crashes left behind, in threads.
+        That is whatever is in the retired folder (nothing in it is ever needed again), and the
+        files of C{temporary_folder} untouched for L{STALE_TEMPORARY_AGE}: an upload in
+        progress writes to its file, so an old one belongs to none, whichever process made it.
+        Callable from any thread.
         """
         if root in self._swept:
             return
         self._swept.add(root)
         folder = retired_folder(root)
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            return
-        for name in names:
+        for name in _names(folder):
             self.remove_later(os.path.join(folder, name))
+        cutoff = time.time() - STALE_TEMPORARY_AGE
+        for name in _names(temporary_folder):
+            path = os.path.join(temporary_folder, name)
+            try:
+                stale = os.lstat(path).st_mtime < cutoff
+            except OSError:
+                continue
+            if stale:
+                self.remove_later(path)
 
     def remove_later(self, name: str) -> None:
         """

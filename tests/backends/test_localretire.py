@@ -6,6 +6,7 @@ A large object replaced by a write, or deleted, is freed after the answer, from 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -170,6 +171,21 @@ async def test_parts_gone_at_once_and_freed_after_the_answer(
 
 
 @pytest_twisted.ensureDeferred
+async def test_part_uploaded_again_freed_after_the_answer(
+    backend: LocalBackend, root: Path, small_threshold: None
+) -> None:
+    part = root / ".s3gateway" / "uploads" / "u" / "1"
+    await write_parts(backend, "u", b"the first try, large enough")
+    inode = os.stat(part).st_ino
+    seen = watch_removals(backend)
+    await write_parts(backend, "u", b"the retry, also large enough")
+    assert part.read_bytes() == b"the retry, also large enough"
+    assert seen == [(inode, b"the first try, large enough")]
+    await backend.retirements.wait()
+    assert retired(root) == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_crash_leftovers_removed_before_the_first_upload(
     backend: LocalBackend, root: Path
 ) -> None:
@@ -177,13 +193,21 @@ async def test_crash_leftovers_removed_before_the_first_upload(
     (folder / "folder-of-parts").mkdir(parents=True)
     (folder / "folder-of-parts" / "1").write_bytes(b"part")
     (folder / "old-object").write_bytes(b"old")
+    temporary = root / ".s3gateway" / "tmp"
+    temporary.mkdir()
+    (temporary / "crashed").write_bytes(b"crashed upload")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(temporary / "crashed", (two_days_ago, two_days_ago))
+    (temporary / "in-progress").write_bytes(b"another process's upload")
     seen = watch_removals(backend)
     await put(backend, "k", b"first")
     await put(backend, "j", b"second")
-    assert len(seen) == 2  # once, not at every upload
-    assert ("folder", ["1"]) in seen and [b"old"] == [body for _, body in seen if body == b"old"]
+    assert len(seen) == 3  # once, not at every upload
+    assert ("folder", ["1"]) in seen
+    assert sorted(body for _, body in seen if body != ["1"]) == [b"crashed upload", b"old"]
     await backend.retirements.wait()
     assert retired(root) == []
+    assert [p.name for p in temporary.iterdir()] == ["in-progress"]
 
 
 def test_set_aside_needs_a_large_plain_file(tmp_path: Path) -> None:

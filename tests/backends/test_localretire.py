@@ -46,6 +46,14 @@ def watch_removals(backend: LocalBackend) -> List[Tuple[object, object]]:
     return seen
 
 
+async def all_removed(backend: LocalBackend, root: Path) -> None:
+    """
+    Wait for the removals under way, then check that the retired folder is empty.
+    """
+    await backend.retirements.wait()
+    assert retired(root) == []
+
+
 @pytest.fixture
 def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(localretire, "RETIRE_SIZE", 16)
@@ -61,8 +69,7 @@ async def test_large_object_freed_after_the_answer(
     await put(backend, "a/k", b"the second version")
     assert await get(backend, "a/k") == b"the second version"
     assert seen == [(old_inode, b"the first version, large enough")]
-    await backend.retirements.wait()
-    assert retired(root) == []
+    await all_removed(backend, root)
     assert list((root / ".s3gateway" / "tmp").iterdir()) == []
 
 
@@ -146,8 +153,7 @@ async def test_deleted_large_object_freed_after_the_answer(
     await backend.delete("a/small")
     assert len(seen) == 1
     assert not (root / "a").exists()  # both gone, and their folder pruned
-    await backend.retirements.wait()
-    assert retired(root) == []
+    await all_removed(backend, root)
 
 
 @pytest_twisted.ensureDeferred
@@ -164,8 +170,7 @@ async def test_parts_gone_at_once_and_freed_after_the_answer(
     await backend.abort_upload("v")
     assert not (uploads / "v").exists()
     assert seen == [("folder", ["1", "2"]), ("folder", ["1"])]
-    await backend.retirements.wait()
-    assert retired(root) == []
+    await all_removed(backend, root)
     await backend.abort_upload("never-made")
     assert retired(root) == [] and seen[2:] == []
 
@@ -181,8 +186,7 @@ async def test_part_uploaded_again_freed_after_the_answer(
     await write_parts(backend, "u", b"the retry, also large enough")
     assert part.read_bytes() == b"the retry, also large enough"
     assert seen == [(inode, b"the first try, large enough")]
-    await backend.retirements.wait()
-    assert retired(root) == []
+    await all_removed(backend, root)
 
 
 @pytest_twisted.ensureDeferred
@@ -205,8 +209,7 @@ async def test_crash_leftovers_removed_before_the_first_upload(
     assert len(seen) == 3  # once, not at every upload
     assert ("folder", ["1"]) in seen
     assert sorted(body for _, body in seen if body != ["1"]) == [b"crashed upload", b"old"]
-    await backend.retirements.wait()
-    assert retired(root) == []
+    await all_removed(backend, root)
     assert [p.name for p in temporary.iterdir()] == ["in-progress"]
 
 

@@ -108,9 +108,7 @@ def copy_part(
     finally:
         if file is not None:
             file.close()
-    return store_part(
-        upload_id, folder, part_number, fd, temp, etag, backend.syncs.sync, backend.retirements, root
-    )
+    return store_part(backend, root, upload_id, folder, part_number, fd, temp, etag)
 
 
 def update_metadata(

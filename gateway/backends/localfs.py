@@ -18,15 +18,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from gateway.backends import localretire
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import WRITEBACK_STEP, fsync_directory, start_writeback
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
 from gateway.model import ObjectInfo, WriteCondition, WriteMetadata
 
 T = TypeVar("T")
-
-#: Temporary files at least this large are removed in a thread when their upload is dropped.
-DISCARD_IN_THREAD_SIZE = 4 * 1024 * 1024
 
 #: Tries of a rename whose fresh parent folder a concurrent delete pruned meanwhile.
 _PLACE_TRIES = 3
@@ -302,7 +300,7 @@ class LocalWriter:
             return succeed(None)
         fd, temp = self._fd, self._temp
         self._fd = -1
-        if self._written < DISCARD_IN_THREAD_SIZE:
+        if self._written < localretire.RETIRE_SIZE:
             _close_and_remove(fd, temp)
             return succeed(None)
         return self._run(_close_and_remove, fd, temp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from gateway.backends import localfs, localretire
 from gateway.backends.localfs import LocalWriter
@@ -39,22 +39,21 @@ def check_part_number(part_number: int) -> None:
 
 
 def store_part(
+    backend: "LocalBackend",
+    root: str,
     upload_id: str,
     folder: str,
     part_number: int,
     fd: int,
     temp: str,
     etag: str,
-    sync_directory: Callable[[str], None] = localfs.fsync_directory,
-    retirements: Optional[localretire.Retirements] = None,
-    root: str = "",
 ) -> ObjectInfo:
     """
-    Make the temporary file C{temp} (open as C{fd}) part C{part_number} in C{folder}, durably,
-    replacing an earlier one. The temporary file is gone afterwards, whether this worked or not.
-
-    :param retirements: given (with the bucket's resolved C{root}), a large earlier part (a client
-        retrying its upload) is freed after the answer rather than inside the rename.
+    Make the temporary file C{temp} (open as C{fd}) part C{part_number} in C{folder} under the
+    resolved C{root}, durably, replacing an earlier one; blocks. A large earlier part (a client
+    retrying its upload) is freed after the answer rather than inside the rename
+    (L{gateway.backends.localretire}). The temporary file is gone afterwards, whether this worked
+    or not.
     """
     retired: Optional[str] = None
     try:
@@ -62,18 +61,17 @@ def store_part(
         st = os.fstat(fd)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         target = os.path.join(folder, str(part_number))
-        if retirements is not None:
-            try:
-                retired = localretire.set_aside(root, target, os.stat(target))
-            except FileNotFoundError:
-                pass
+        try:
+            retired = localretire.set_aside(root, target, os.stat(target))
+        except FileNotFoundError:
+            pass
         os.replace(temp, target)
     finally:
         os.close(fd)
         localfs.remove_file(temp)
-        if retired is not None and retirements is not None:
-            retirements.remove_later(retired)
-    sync_directory(folder)
+        if retired is not None:
+            backend.retirements.remove_later(retired)
+    backend.syncs.sync(folder)
     return ObjectInfo(f"{upload_id}/{part_number}", st.st_size, etag, st.st_mtime_ns / 1e9)
 
 
@@ -85,10 +83,7 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
     def commit(
         fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
     ) -> ObjectInfo:
-        return store_part(
-            upload_id, folder, part_number, fd, temp, metadata.etag, backend.syncs.sync,
-            backend.retirements, root,
-        )
+        return store_part(backend, root, upload_id, folder, part_number, fd, temp, metadata.etag)
 
     return LocalWriter(backend._run, commit, lambda: backend.temp_file(root))
 

@@ -11,9 +11,9 @@ large object deleted is moved there in the same way (a rename), and so are the p
 multipart upload once it is completed or aborted.
 
 Only the gateway reaches that folder, and no listing shows it. A crash between the two steps
-leaves a file there; each process empties the folder before its first upload to the bucket, and
-removes then the temporary files that a crash left (L{Retirements.sweep}). An old object that cannot take a second
-name (another filesystem's rules, a link count limit) is freed by the rename, as before.
+leaves a file there; at its first upload to the bucket each process empties the folder, and
+removes the temporary files that a crash left (L{sweep_now}). An old object that cannot take a
+second name (another filesystem's rules, a link count limit) is freed by the rename, as before.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from twisted.logger import Logger
 
 from gateway.backends.localkeys import RESERVED
 
-#: A temporary file untouched this long is a crash's leftover (see L{Retirements.sweep}).
+#: A temporary file untouched this long is a crash's leftover (see L{sweep_now}).
 STALE_TEMPORARY_AGE = 24 * 3600
 
-#: Old objects at least this large are removed after the answer; below it, freeing one costs less
-#: than the extra link and unlink (about 0.2 ms per MiB freed, against some 50 microseconds).
+#: Files at least this large are freed in a thread, after the answer and off the reactor (old
+#: objects and parts here, a dropped upload's temporary file in L{gateway.backends.localfs});
+#: below it, freeing one costs less than the hand-over (about 0.2 ms per MiB freed, against some
+#: 50 microseconds).
 RETIRE_SIZE = 4 * 1024 * 1024
 
 _log = Logger()
@@ -135,9 +137,30 @@ def _names(folder: str) -> List[str]:
         return []
 
 
+def sweep_now(root: str, temporary_folder: str) -> None:
+    """
+    Remove what crashes left behind under the resolved C{root}; blocks. That is whatever is in
+    the retired folder (nothing in it is ever needed again), and the files of
+    C{temporary_folder} untouched for L{STALE_TEMPORARY_AGE}: an upload in progress writes to its
+    file, so an old one belongs to none, whichever process made it.
+    """
+    folder = retired_folder(root)
+    for name in _names(folder):
+        remove(os.path.join(folder, name))
+    cutoff = time.time() - STALE_TEMPORARY_AGE
+    for name in _names(temporary_folder):
+        path = os.path.join(temporary_folder, name)
+        try:
+            stale = os.lstat(path).st_mtime < cutoff
+        except OSError:
+            continue
+        if stale:
+            remove(path)
+
+
 class Retirements:
     """
-    The removals of set-aside files that are still running.
+    The removals of set-aside files, and sweeps, that are still running.
 
     :param run: runs a blocking function in the backend's thread pool, from the reactor thread.
     :param call_from_thread: hands a call to the reactor thread (C{reactor.callFromThread}).
@@ -155,45 +178,28 @@ class Retirements:
 
     def sweep(self, root: str, temporary_folder: str) -> None:
         """
-        The first time it is called for C{root}: remove what crashes left behind, in threads.
-        That is whatever is in the retired folder (nothing in it is ever needed again), and the
-        files of C{temporary_folder} untouched for L{STALE_TEMPORARY_AGE}: an upload in
-        progress writes to its file, so an old one belongs to none, whichever process made it.
-        Callable from any thread.
+        The first time it is called for C{root}: remove, in a thread, what crashes left behind
+        (L{sweep_now}); callable from any thread.
         """
-        if root in self._swept:
-            return
-        self._swept.add(root)
-        folder = retired_folder(root)
-        for name in _names(folder):
-            self.remove_later(os.path.join(folder, name))
-        cutoff = time.time() - STALE_TEMPORARY_AGE
-        for name in _names(temporary_folder):
-            path = os.path.join(temporary_folder, name)
-            try:
-                stale = os.lstat(path).st_mtime < cutoff
-            except OSError:
-                continue
-            if stale:
-                self.remove_later(path)
+        if root not in self._swept:
+            self._swept.add(root)
+            self._call_from_thread(self._start, sweep_now, root, temporary_folder)
 
     def remove_later(self, name: str) -> None:
         """
         Remove the file or folder C{name} in a thread, without waiting; callable from any thread.
         """
-        self._call_from_thread(self._start, name)
+        self._call_from_thread(self._start, remove, name)
 
-    def _start(self, name: str) -> None:
-        removal = self._run(remove, name)
+    def _start(self, function: Callable[..., None], *args: str) -> None:
+        removal = self._run(function, *args)
         self.pending.add(removal)
 
         def done(result: object) -> None:
             self.pending.discard(removal)
 
         removal.addErrback(
-            lambda failure: _log.failure(
-                "Could not remove the replaced object {name}", failure, name=name
-            )
+            lambda failure: _log.failure("Could not remove {what}", failure, what=args)
         )
         removal.addBoth(done)
 

@@ -14,7 +14,7 @@ from typing import List
 import pytest
 import pytest_twisted
 
-from gateway.backends import localfs, localkeys
+from gateway.backends import localfs, localkeys, localretire
 from gateway.backends.local import LocalBackend
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
@@ -231,7 +231,7 @@ async def test_dropped_upload_removed_in_a_thread_when_large(
     backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Freeing a large temporary file takes long enough to stall the reactor.
-    monkeypatch.setattr(localfs, "DISCARD_IN_THREAD_SIZE", 8)
+    monkeypatch.setattr(localretire, "RETIRE_SIZE", 8)
     calls = hand_overs(monkeypatch, backend)
     temp_dir = root / ".s3gateway" / "tmp"
     small = await backend.start_write("small")

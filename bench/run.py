@@ -25,6 +25,7 @@ if REPOSITORY not in sys.path:
 from bench import dataset, profile  # noqa: E402
 from bench.install import ensure_tools  # noqa: E402
 from bench.floors import measure as measure_floors  # noqa: E402
+from bench.framework import measure as measure_framework  # noqa: E402
 from bench.load import big_get, big_put, md5_rate, run_wrk  # noqa: E402
 from bench.presign import Signer  # noqa: E402
 from bench.report import machine_description, markdown, table, targets  # noqa: E402
@@ -183,6 +184,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(f"  made in {dataset.make_shared_tree(root, source, sizes):.1f} s")
         say("== the filesystem's own floors")
         floors = measure_floors(workdir, min(sizes.big, 1 << 30))
+        say("== Twisted's own ceilings for a small GET")
+        floors.update(measure_framework(tools.get("wrk"), workdir, args.duration))
         for name, value in floors.items():
             say(f"  {name}: {value}")
         say("== servers")

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("botocore")
 pytest.importorskip("psutil")
 
-from bench import dataset, floors, load, profile  # noqa: E402
+from bench import dataset, floors, framework, load, profile  # noqa: E402
 from bench.install import ensure_tools, find  # noqa: E402
 from bench.monitor import Watch  # noqa: E402
 from bench.multipart import complete_body, parts  # noqa: E402
@@ -236,3 +236,13 @@ def test_floors_measure_and_leave_nothing(tmp_path) -> None:
     assert floors.page_cache_write_rate(str(tmp_path), 1 << 20) > 1.0
     assert floors.file_creation_cost(str(tmp_path), count=10) > 0.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_twisted_ceilings_are_measured_with_wrk(tmp_path) -> None:
+    assert framework.measure(None, str(tmp_path), 1) == {}
+    if not find("wrk"):
+        pytest.skip("wrk is not installed")
+    figures = framework.measure(find("wrk"), str(tmp_path), 1, runs=1, connections=4)
+    assert list(figures) == list(framework.KINDS.values())
+    for value in figures.values():
+        assert value.endswith(" ops/s") and float(value[:-6].replace(",", "")) > 0, figures

@@ -29,6 +29,7 @@ import threading
 from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
 
 from gateway.backends.localfolders import FolderCache
+from gateway.backends.localnames import NameCache
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.localsync import SharedSyncs, fsync_file
 from gateway.model import ObjectInfo
@@ -229,6 +230,8 @@ class ObjectIndex:
         self._syncs = SharedSyncs(self._fsync_log)
         #: The listings of small folders, checked against L{folder_version} at each use.
         self.folders = FolderCache(watcher=watcher)
+        #: The names of large folders in order, checked against the directory at each use.
+        self.large_folders = NameCache()
 
     def sync(self) -> None:
         """

@@ -6,7 +6,8 @@ directory sorting as its name and ``/``) lazily, as the page takes them, and its
 fetched in one query per few hundred entries. A file whose index row still matches its size and
 mtime is listed from the row alone.
 With the ``/`` delimiter a subdirectory is yielded as a L{Subtree} instead of being read, so a
-delimiter listing reads only the directory it lists. The walk starts at the deepest directory the
+delimiter listing reads only the directory it lists. A large directory's names are kept in order
+between the pages of a walk through it (L{gateway.backends.localnames}). The walk starts at the deepest directory the
 prefix names, and never reads a subtree that sorts entirely before the marker.
 """
 
@@ -22,6 +23,7 @@ from operator import itemgetter
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from gateway.backends import localfolders, localforeign
+from gateway.backends.localnames import NamedEntry, SortedNames
 from gateway.backends.localfolders import Folder
 from gateway.backends.localindex import ObjectIndex
 from gateway.backends.localkeys import MAX_KEY_BYTES, RESERVED, is_listable_name, resolve_inside
@@ -157,7 +159,9 @@ def _walk_directory(
                     may_hash,
                 )
                 return
-        items = _entries_in_order(fd, key_prefix, name_filter, after, rollup, start_after)
+        items = _large_folder_entries(
+            index, fd, directory, st, key_prefix, name_filter, after, rollup, start_after
+        )
         if items is None:
             return
         marker = key_prefix if key_prefix and not name_filter and key_prefix > start_after else None
@@ -326,6 +330,52 @@ def _after(key_prefix: str, start_after: str) -> Optional[str]:
     if start_after < key_prefix:
         return ""
     return None
+
+
+def _large_folder_entries(
+    index: ObjectIndex, fd: int, directory: str, st: os.stat_result, key_prefix: str,
+    name_filter: str, after: str, rollup: bool, start_after: str,
+) -> "Iterator[Tuple[str, os.DirEntry[str] | NamedEntry, bool]] | None":
+    """
+    L{_entries_in_order} of a large directory open as C{fd} (C{st} its C{fstat}): from its names
+    kept in order (L{gateway.backends.localnames}) while it is unchanged; else read, and its
+    names kept when the page continues a walk into it (the marker lies in it), so that the
+    pages after it need not read it again.
+    """
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    kept = index.large_folders.get(directory, identity)
+    if kept is None and after and localfolders.settled(identity, time.time_ns()):
+        kept = _sorted_names(fd, key_prefix, identity)
+        if kept is not None:
+            index.large_folders.put(directory, kept)
+    if kept is not None:
+        return kept.entries(fd, key_prefix, name_filter, after, rollup, start_after)
+    return _entries_in_order(fd, key_prefix, name_filter, after, rollup, start_after)
+
+
+def _sorted_names(fd: int, key_prefix: str, identity: localfolders.Identity) -> Optional[SortedNames]:
+    """
+    The listable entries of the directory open as C{fd}, all of them, in order (the filters of
+    L{_in_order}); C{None} if it cannot be read.
+    """
+    top = not key_prefix
+    names = []
+    try:
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                name = entry.name
+                if not is_listable_name(name) or (top and name == RESERVED):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    name += "/"
+                elif not entry.is_file(follow_symlinks=False):
+                    continue
+                if _short_enough(key_prefix + name):
+                    names.append(name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    names.sort()
+    return SortedNames(identity, names)
 
 
 def _entries_in_order(

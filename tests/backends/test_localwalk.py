@@ -13,8 +13,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from gateway.backends import localwalk
+from gateway.backends import localfolders, localwalk
 from gateway.backends.localindex import IndexRow, ObjectIndex
+from gateway.backends.localnames import NameCache, SortedNames
 from gateway.listing import paginate
 from gateway.model import ObjectInfo
 
@@ -91,20 +92,96 @@ def expected_pages(
     return all_pages(lambda marker: iter(infos), prefix, delimiter, start_after, size)
 
 
-@pytest.mark.parametrize(
-    "prefix, delimiter",
-    [("", None), ("", "/"), ("big/", None), ("big/", "/"), ("big/a", "/"), ("big/0", None)],
-)
-@pytest.mark.parametrize(
-    "start_after",
-    ["", "big/0599", "big/0599x", "big/a", "big/a-", "big/a/", "big/a/x", "big/a/y/", "big/b"],
-)
+#: Listings (prefix, delimiter) and markers, every page of which is checked.
+LISTINGS = [("", None), ("", "/"), ("big/", None), ("big/", "/"), ("big/a", "/"), ("big/0", None)]
+MARKERS = ["", "big/0599", "big/0599x", "big/a", "big/a-", "big/a/", "big/a/x", "big/a/y/", "big/b"]
+
+
+@pytest.mark.parametrize("prefix, delimiter", LISTINGS)
+@pytest.mark.parametrize("start_after", MARKERS)
 @pytest.mark.parametrize("size", [1000, 333])
 def test_pages_in_s3_order(tree, prefix, delimiter, start_after, size) -> None:  # type: ignore[no-untyped-def]
     root, index, keys = tree
+    index.large_folders = NameCache(max_bytes=0)  # nothing kept: every page reads the folder
     assert walk_pages(root, index, prefix, delimiter, start_after, size) == expected_pages(
         keys, prefix, delimiter, start_after, size
     )
+
+
+@pytest.mark.parametrize("prefix, delimiter", LISTINGS)
+@pytest.mark.parametrize("start_after", MARKERS)
+def test_pages_from_kept_names_in_s3_order(  # type: ignore[no-untyped-def]
+    tree, monkeypatch, prefix, delimiter, start_after
+) -> None:
+    """
+    The same pages when the large folder's names are kept from the first page that continues
+    a walk into it (the folder taken as settled), and every later page starts from them.
+    """
+    monkeypatch.setattr(localfolders, "SETTLED", -1.0)
+    root, index, keys = tree
+    index.large_folders = NameCache()
+    assert walk_pages(root, index, prefix, delimiter, start_after, 333) == expected_pages(
+        keys, prefix, delimiter, start_after, 333
+    )
+    if prefix in ("big/", "big/0") or (prefix, delimiter) == ("", None):
+        assert len(index.large_folders) == 1  # listings of over a page of the large folder
+
+
+def test_kept_names_follow_the_folder(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """
+    Pages after the first that continued a walk into a large folder do not read it again while
+    it is unchanged; a file added (which changes the folder's times) is listed by the next page.
+    """
+    monkeypatch.setattr(localfolders, "SETTLED", -1.0)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(600):
+        (big / f"{i:04d}").write_bytes(b"")
+    index = ObjectIndex(str(tmp_path / "index.sqlite3"))
+    try:
+        def page(marker: str) -> List[str]:
+            entries = localwalk.walk(index, str(tmp_path), "big/", True, marker, 101)
+            return [info.key for info in paginate(entries, "big/", "/", marker, 100).objects]
+
+        assert page("big/0099")[0] == "big/0100"
+        assert len(index.large_folders) == 1
+
+        def unread(*args: object) -> None:
+            raise AssertionError("the folder was read again")
+
+        monkeypatch.setattr(localwalk, "_entries_in_order", unread)
+        monkeypatch.setattr(localwalk, "_sorted_names", unread)
+        assert page("big/0199") == [f"big/{i:04d}" for i in range(200, 300)]
+        (big / "0250x").write_bytes(b"")
+        os.utime(big, ns=(1, 1))
+        monkeypatch.undo()
+        monkeypatch.setattr(localfolders, "SETTLED", -1.0)
+        assert "big/0250x" in page("big/0199")
+    finally:
+        index.close()
+
+
+def test_name_cache_keeps_the_most_recently_used() -> None:
+    """
+    Kept names are handed out only for the identity they were read with, and the least
+    recently used go first past the limit; names over the limit alone are never kept.
+    """
+    def names(identity: int, count: int) -> SortedNames:
+        return SortedNames((identity, 0, 0, 0, 0), [f"{i:06d}" for i in range(count)])
+
+    one = names(1, 1000)
+    cache = NameCache(max_bytes=3 * one.weight)
+    for number in (1, 2, 3):
+        cache.put(f"/d{number}", names(number, 1000))
+    assert cache.get("/d1", (1, 0, 0, 0, 0)) is not None  # now the most recently used
+    cache.put("/d4", names(4, 1000))
+    assert cache.get("/d2", (2, 0, 0, 0, 0)) is None
+    assert [cache.get(f"/d{n}", (n, 0, 0, 0, 0)) is not None for n in (1, 3, 4)] == [True] * 3
+    assert cache.get("/d1", (9, 0, 0, 0, 0)) is None  # changed since: dropped
+    assert len(cache) == 2
+    cache.put("/huge", names(5, 10000))
+    assert cache.get("/huge", (5, 0, 0, 0, 0)) is None and cache.weight <= 3 * one.weight
+    assert one[0] == "000000" and one[999] == "000999" and len(one) == 1000
 
 
 def test_listed_values(tree) -> None:  # type: ignore[no-untyped-def]

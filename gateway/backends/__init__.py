@@ -25,6 +25,7 @@ def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
     return LocalBackend(
         connection.settings["path"], index_path, registry.reactor,
         read_only=connection.read_only, watcher=registry.folder_watcher(),
+        large_folders=registry.large_folder_names(),
     )
 
 
@@ -52,6 +53,7 @@ class BackendRegistry:
     reactor: IReactorThreads
     _backends: Dict[BackendKey, IBackend] = field(factory=dict)
     _watcher: Optional[Any] = None
+    _names: Optional[Any] = None
 
     def folder_watcher(self) -> Any:
         """
@@ -63,6 +65,17 @@ class BackendRegistry:
 
             self._watcher = FolderWatcher()
         return self._watcher
+
+    def large_folder_names(self) -> Any:
+        """
+        The process's one cache of large folders' names (L{gateway.backends.localnames}),
+        shared by every local bucket so that its limit bounds them all.
+        """
+        if self._names is None:
+            from gateway.backends.localnames import NameCache
+
+            self._names = NameCache()
+        return self._names
 
     def backend_for(self, connection: Connection) -> IBackend:
         key: BackendKey = (

@@ -53,6 +53,7 @@ from gateway.backends import localcopy, localfs, localparts, localretire, localw
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
+from gateway.backends.localnames import NameCache
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
@@ -89,6 +90,8 @@ class LocalBackend:
     :param threadpool: where blocking calls run; the reactor's by default.
     :param read_only: refuse every write with L{ReadOnlyConnection}.
     :param watcher: the process's watcher of kept folders (L{gateway.backends.localwatch}).
+    :param large_folders: the process's kept names of large folders
+        (L{gateway.backends.localnames}).
     """
 
     def __init__(
@@ -99,10 +102,11 @@ class LocalBackend:
         threadpool: Optional[ThreadPool] = None,
         read_only: bool = False,
         watcher: Optional[FolderWatcher] = None,
+        large_folders: Optional[NameCache] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
-        self.index = ObjectIndex(index_path, watcher)
+        self.index = ObjectIndex(index_path, watcher, large_folders)
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()

@@ -221,7 +221,12 @@ class ObjectIndex:
     The index of one bucket, at C{path} (created, with its folder, on first use).
     """
 
-    def __init__(self, path: str, watcher: Optional[FolderWatcher] = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        watcher: Optional[FolderWatcher] = None,
+        large_folders: Optional[NameCache] = None,
+    ) -> None:
         self._path = path
         #: Held across a rename and its new row, and across a file's check and its MD5 row, so
         #: that a row remembered for an old file never replaces the row of a new one.
@@ -230,8 +235,9 @@ class ObjectIndex:
         self._syncs = SharedSyncs(self._fsync_log)
         #: The listings of small folders, checked against L{folder_version} at each use.
         self.folders = FolderCache(watcher=watcher)
-        #: The names of large folders in order, checked against the directory at each use.
-        self.large_folders = NameCache()
+        #: The names of large folders in order, checked against the directory at each use;
+        #: the process's, shared by its buckets, when given.
+        self.large_folders = NameCache() if large_folders is None else large_folders
 
     def sync(self) -> None:
         """

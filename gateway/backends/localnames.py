@@ -112,47 +112,51 @@ class NamedEntry:
 
 class NameCache:
     """
-    Kept L{SortedNames} by directory path. Used from pool threads (large folders are listed
-    there) and the reactor thread alike.
+    Kept L{SortedNames} by directory path and key prefix (two buckets may share a directory
+    under different prefixes, and which names are listable depends on it). One per process, for
+    every local bucket (L{gateway.backends.BackendRegistry.large_folder_names}), so that
+    L{MAX_BYTES} bounds them all. Used from pool threads (large folders are listed there) and
+    the reactor thread alike.
     """
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self._kept: "OrderedDict[str, SortedNames]" = OrderedDict()
+        self._kept: "OrderedDict[Tuple[str, str], SortedNames]" = OrderedDict()
         self._lock = threading.Lock()
         self._max_bytes = max_bytes
         self.weight = 0
 
-    def get(self, path: str, identity: Identity) -> Optional[SortedNames]:
+    def get(self, folder: Tuple[str, str], identity: Identity) -> Optional[SortedNames]:
         """
-        The names kept for C{path}, if the directory is unchanged since they were read.
+        The names kept for C{folder} (directory path, key prefix), if the directory is
+        unchanged since they were read.
         """
         with self._lock:
-            names = self._kept.get(path)
+            names = self._kept.get(folder)
             if names is None:
                 return None
             if names.identity == identity:
-                self._kept.move_to_end(path)
+                self._kept.move_to_end(folder)
                 return names
-            self._remove(path)
+            self._remove(folder)
         return None
 
-    def put(self, path: str, names: SortedNames) -> None:
+    def put(self, folder: Tuple[str, str], names: SortedNames) -> None:
         """
         Keep C{names}, dropping the least recently used past the limit (C{names} itself too
         when it alone is over it).
         """
         with self._lock:
-            self._remove(path)
+            self._remove(folder)
             if names.weight > self._max_bytes:
                 return
-            self._kept[path] = names
+            self._kept[folder] = names
             self.weight += names.weight
             while self.weight > self._max_bytes:
                 _, old = self._kept.popitem(last=False)
                 self.weight -= old.weight
 
-    def _remove(self, path: str) -> None:
-        old = self._kept.pop(path, None)
+    def _remove(self, folder: Tuple[str, str]) -> None:
+        old = self._kept.pop(folder, None)
         if old is not None:
             self.weight -= old.weight
 

@@ -343,11 +343,11 @@ def _large_folder_entries(
     pages after it need not read it again.
     """
     identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    kept = index.large_folders.get(directory, identity)
+    kept = index.large_folders.get((directory, key_prefix), identity)
     if kept is None and after and localfolders.settled(identity, time.time_ns()):
         kept = _sorted_names(fd, key_prefix, identity)
         if kept is not None:
-            index.large_folders.put(directory, kept)
+            index.large_folders.put((directory, key_prefix), kept)
     if kept is not None:
         return kept.entries(fd, key_prefix, name_filter, after, rollup, start_after)
     return _entries_in_order(fd, key_prefix, name_filter, after, rollup, start_after)

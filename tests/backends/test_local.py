@@ -712,3 +712,26 @@ async def test_known_objects_are_read_on_the_calling_thread(
     (root / "foreign.txt").write_bytes(b"foreign")
     assert (await backend.stat("foreign.txt")).etag == hashlib.md5(b"foreign").hexdigest()
     assert calls == ["stat_now"] and len(hashing) == 1
+
+
+def test_local_buckets_share_the_process_caches(tmp_path: Path) -> None:
+    """
+    Every local bucket a registry makes uses the process's one watcher of kept folders and one
+    cache of large folders' names, so that one limit bounds what all buckets keep.
+    """
+    from twisted.internet import reactor
+
+    from gateway.backends import BackendRegistry
+    from gateway.model import Connection
+
+    registry = BackendRegistry(str(tmp_path / "data"), reactor)
+    backends = []
+    for bucket in ("one", "two"):
+        (tmp_path / bucket).mkdir()
+        backends.append(registry.backend_for(Connection(
+            user="u", bucket=bucket, backend="local", settings={"path": str(tmp_path / bucket)},
+        )))
+    first, second = (backend.index for backend in backends)
+    assert first.large_folders is second.large_folders is registry.large_folder_names()
+    for index in (first, second):
+        index.close()

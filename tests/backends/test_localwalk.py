@@ -172,15 +172,16 @@ def test_name_cache_keeps_the_most_recently_used() -> None:
     one = names(1, 1000)
     cache = NameCache(max_bytes=3 * one.weight)
     for number in (1, 2, 3):
-        cache.put(f"/d{number}", names(number, 1000))
-    assert cache.get("/d1", (1, 0, 0, 0, 0)) is not None  # now the most recently used
-    cache.put("/d4", names(4, 1000))
-    assert cache.get("/d2", (2, 0, 0, 0, 0)) is None
-    assert [cache.get(f"/d{n}", (n, 0, 0, 0, 0)) is not None for n in (1, 3, 4)] == [True] * 3
-    assert cache.get("/d1", (9, 0, 0, 0, 0)) is None  # changed since: dropped
+        cache.put((f"/d{number}", ""), names(number, 1000))
+    assert cache.get(("/d1", ""), (1, 0, 0, 0, 0)) is not None  # now the most recently used
+    cache.put(("/d4", ""), names(4, 1000))
+    assert cache.get(("/d2", ""), (2, 0, 0, 0, 0)) is None
+    assert all(cache.get((f"/d{n}", ""), (n, 0, 0, 0, 0)) is not None for n in (1, 3, 4))
+    assert cache.get(("/d1", "other/"), (1, 0, 0, 0, 0)) is None  # another key prefix
+    assert cache.get(("/d1", ""), (9, 0, 0, 0, 0)) is None  # changed since: dropped
     assert len(cache) == 2
-    cache.put("/huge", names(5, 10000))
-    assert cache.get("/huge", (5, 0, 0, 0, 0)) is None and cache.weight <= 3 * one.weight
+    cache.put(("/huge", ""), names(5, 10000))
+    assert cache.get(("/huge", ""), (5, 0, 0, 0, 0)) is None and cache.weight <= 3 * one.weight
     assert one[0] == "000000" and one[999] == "000999" and len(one) == 1000
 
 

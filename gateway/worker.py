@@ -35,6 +35,7 @@ from twisted.python.reflect import safe_str
 from zope.interface import provider
 
 from gateway.drain import ConnectionTracker, drain
+from gateway.heap import freeze_startup_heap
 from gateway.logrelay import event_as_json
 from gateway.accessfile import AccessLogFile
 from gateway.serving import build_site, open_store
@@ -97,6 +98,7 @@ class Worker:
         accept_fairly(self.port)
         # The port holds its own duplicate; closing ours lets the socket close with the port.
         os.close(self.arguments.fd)
+        freeze_startup_heap()
         _log.info("worker {pid} serving", pid=os.getpid())
 
     async def stop(self) -> None:

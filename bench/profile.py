@@ -14,6 +14,9 @@ import time
 from collections import Counter
 from typing import Callable, List, Tuple
 
+#: What samples without a Python frame are summarised as.
+NATIVE = "(no Python frame)"
+
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -33,6 +36,11 @@ def parse_raw(text: str) -> Tuple[Counter, Counter, int]:
         samples = int(count)
         total += samples
         leaf = stack.split(";")[-1]
+        if leaf.startswith("process "):
+            # py-spy's root frame of a subprocess, alone: the thread ran no Python code.
+            functions[NATIVE] += samples
+            files["?"] += samples
+            continue
         found = _FRAME.match(leaf)
         function, path = (found.group("function"), found.group("file")) if found else (leaf, "?")
         short = _short_path(path)

@@ -138,15 +138,17 @@ def test_py_spy_raw_output_is_summarised_by_self_time() -> None:
         "<module> (twistd:8);run (/x/site-packages/twisted/internet/base.py:10);"
         "doRead (/x/site-packages/twisted/internet/tcp.py:5) 30\n"
         "<module> (twistd:8);_pump (/src/gateway/http/producer.py:20) 10\n"
+        'process 14084:"/venv/bin/python3 /venv/bin/twistd -n s3gateway" 4\n'
         "garbage\n"
     )
     functions, files, total = profile.parse_raw(raw)
-    assert total == 40
+    assert total == 44
+    assert functions[profile.NATIVE] == 4
     assert functions["doRead (internet/tcp.py)"] == 30
     assert files["gateway/http/producer.py"] == 10
     lines = profile.summary("GET", raw)
-    assert lines[0] == "**GET** (40 samples of busy threads)"
-    assert "doRead (internet/tcp.py) 75%" in lines[2]
+    assert lines[0] == "**GET** (44 samples of busy threads)"
+    assert "doRead (internet/tcp.py) 68%" in lines[2]
 
 
 def test_md5_rate_and_the_data_set_layout(tmp_path) -> None:

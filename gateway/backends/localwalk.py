@@ -6,9 +6,10 @@ directory sorting as its name and ``/``) lazily, as the page takes them, and its
 fetched in one query per few hundred entries. A file whose index row still matches its size and
 mtime is listed from the row alone.
 With the ``/`` delimiter a subdirectory is yielded as a L{Subtree} instead of being read, so a
-delimiter listing reads only the directory it lists. A large directory's names are kept in order
-between the pages of a walk through it (L{gateway.backends.localnames}). The walk starts at the deepest directory the
-prefix names, and never reads a subtree that sorts entirely before the marker.
+delimiter listing reads only the directory it lists. The walk starts at the deepest directory the
+prefix names, and never reads a subtree that sorts entirely before the marker. A large
+directory's names are kept in order between the pages of a walk through it
+(L{gateway.backends.localnames}).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from operator import itemgetter
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from gateway.backends import localfolders, localforeign
-from gateway.backends.localnames import NamedEntry, SortedNames
 from gateway.backends.localfolders import Folder
 from gateway.backends.localindex import ObjectIndex
 from gateway.backends.localkeys import MAX_KEY_BYTES, RESERVED, is_listable_name, resolve_inside
+from gateway.backends.localnames import NamedEntry, SortedNames
 from gateway.interfaces import InvalidObjectKey
 from gateway.listing import Entry, Subtree, sorts_before
 from gateway.model import ObjectInfo
@@ -353,7 +354,9 @@ def _large_folder_entries(
     return _entries_in_order(fd, key_prefix, name_filter, after, rollup, start_after)
 
 
-def _sorted_names(fd: int, key_prefix: str, identity: localfolders.Identity) -> Optional[SortedNames]:
+def _sorted_names(
+    fd: int, key_prefix: str, identity: localfolders.Identity
+) -> Optional[SortedNames]:
     """
     The listable entries of the directory open as C{fd}, all of them, in order (the filters of
     L{_in_order}); C{None} if it cannot be read.

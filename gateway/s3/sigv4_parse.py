@@ -224,7 +224,9 @@ def _signature(
     if isinstance(names, str):
         raise S3Error(malformed_code(presigned), _prefixed(presigned, names))
     if not _HEX_SIGNATURE.match(signature):
-        raise S3Error(malformed_code(presigned), _prefixed(presigned, "the Signature is mal-formed."))
+        raise S3Error(
+            malformed_code(presigned), _prefixed(presigned, "the Signature is mal-formed.")
+        )
     return SignatureV4(
         access_key_id=access_key_id,
         timestamp=timestamp,

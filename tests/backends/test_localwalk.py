@@ -127,7 +127,9 @@ def test_pages_from_kept_names_in_s3_order(  # type: ignore[no-untyped-def]
         assert len(index.large_folders) == 1  # listings of over a page of the large folder
 
 
-def test_kept_names_follow_the_folder(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_kept_names_follow_the_folder(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch
+) -> None:
     """
     Pages after the first that continued a walk into a large folder do not read it again while
     it is unchanged; a file added (which changes the folder's times) is listed by the next page.

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 from attrs import evolve
-from twisted.web.http import datetimeToString
 
 from gateway.interfaces import IObjectWriter
 from gateway.model import ByteRange, ObjectInfo, WriteCondition, WriteMetadata
@@ -18,7 +17,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.tagging import tags_from_header
 from gateway.s3.preconditions import NOT_MODIFIED, check_read_preconditions
 from gateway.s3.ranges import UnsatisfiableRange, content_range, parse_range
-from gateway.s3.responses import empty, object_headers, quoted_etag
+from gateway.s3.responses import empty, http_date, object_headers, quoted_etag
 from gateway.s3.upload import receive_body
 
 #: Object headers stored at PUT and sent back on GET and HEAD.
@@ -180,7 +179,7 @@ def not_modified(request, info: ObjectInfo) -> bytes:  # type: ignore[no-untyped
     """
     request.setResponseCode(304)
     request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
-    request.setHeader(b"last-modified", datetimeToString(int(info.last_modified)))
+    request.setHeader(b"last-modified", http_date(int(info.last_modified)))
     return b""
 
 

@@ -4,6 +4,7 @@ Writing S3 responses: XML bodies, empty bodies and object headers, with the head
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 from twisted.web.http import datetimeToString
@@ -31,6 +32,16 @@ def empty(request: IRequest, status: int = 200) -> bytes:
     return b""
 
 
+@functools.lru_cache(maxsize=4096)
+def http_date(seconds: int) -> bytes:
+    """
+    The HTTP date of a POSIX time in whole seconds, as Last-Modified gives it; remembered for
+    the most recent times, since the objects read most are read again and again, and formatting
+    a date was 3% of a small GET's samples.
+    """
+    return datetimeToString(seconds)
+
+
 def quoted_etag(etag: str) -> str:
     return '"' + etag + '"'
 
@@ -40,7 +51,7 @@ def object_headers(request: IRequest, info: ObjectInfo, length: Optional[int] = 
     The headers that describe an object on GET and HEAD.
     """
     request.setHeader(b"etag", quoted_etag(info.etag).encode("ascii"))
-    request.setHeader(b"last-modified", datetimeToString(int(info.last_modified)))
+    request.setHeader(b"last-modified", http_date(int(info.last_modified)))
     request.setHeader(b"content-type", info.content_type.encode("latin-1", "replace"))
     request.setHeader(
         b"content-length", b"%d" % (info.size if length is None else length,)

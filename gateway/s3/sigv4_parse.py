@@ -44,6 +44,7 @@ _QUERY_PARAMETERS = (
     "X-Amz-Expires",
 )
 
+_REQUIRED_PARAMETERS = frozenset(_QUERY_PARAMETERS)
 _HEX_SIGNATURE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
 _EXPIRES = re.compile(r"\A-?\d{1,12}\Z")
 _DATE = re.compile(r"\A\d{8}\Z")
@@ -141,7 +142,7 @@ def _header_timestamp(facts: RequestFacts) -> Tuple[str, str]:
 def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
     if "X-Amz-Security-Token" in query:
         raise S3Error("NotImplemented", "Temporary security credentials are not supported.")
-    if any(name not in query for name in _QUERY_PARAMETERS):
+    if not _REQUIRED_PARAMETERS <= query.keys():
         raise S3Error(
             "AuthorizationQueryParametersError",
             "Query-string authentication version 4 requires the X-Amz-Algorithm, "
@@ -153,17 +154,9 @@ def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
             "AuthorizationQueryParametersError",
             f'X-Amz-Algorithm only supports "{ALGORITHM}"',
         )
-    expires_text = query["X-Amz-Expires"]
-    if not _EXPIRES.match(expires_text):
-        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
-    expires = int(expires_text)
-    if expires < 1:
-        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
-    if expires > MAX_EXPIRES:
-        raise S3Error(
-            "AuthorizationQueryParametersError",
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-        )
+    expires = _expires(query["X-Amz-Expires"])
+    if isinstance(expires, str):
+        raise S3Error("AuthorizationQueryParametersError", expires)
     timestamp = query["X-Amz-Date"]
     if parse_timestamp(timestamp) is None:
         raise S3Error(
@@ -184,6 +177,21 @@ def _parse_query(facts: RequestFacts, query: Mapping[str, str]) -> SignatureV4:
         payload_hash,
         expires=expires,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _expires(text: str) -> "int | str":
+    """
+    A presigned URL's validity in seconds, or why it is refused (clients use a few values).
+    """
+    if not _EXPIRES.match(text):
+        return "X-Amz-Expires should be a number"
+    expires = int(text)
+    if expires < 1:
+        return "X-Amz-Expires must be non-negative"
+    if expires > MAX_EXPIRES:
+        return "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+    return expires
 
 
 def _check_payload_hash(payload_hash: str) -> None:

@@ -64,6 +64,19 @@ def sorts_before(subtree_prefix: str, start_after: str) -> bool:
     return subtree_prefix <= start_after and not start_after.startswith(subtree_prefix)
 
 
+def after_marker(sort_key: str, is_folder: bool, rollup: bool, start_after: str) -> bool:
+    """
+    Whether a walk's entry may show on the page after C{start_after}: a file, or a folder rolled
+    up into a common prefix, if it sorts after the marker (a folder at or before it was listed
+    already); a folder walked into unless all of it sorts before the marker.
+
+    :param sort_key: the entry's key, with a ``/`` after a folder's.
+    """
+    if is_folder and not rollup:
+        return not sorts_before(sort_key, start_after)
+    return sort_key > start_after
+
+
 def paginate(
     entries: Iterable[Entry],
     prefix: str,

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import Iterator, List, Optional, Tuple
 
 from gateway.backends.localfolders import Identity
-from gateway.listing import sorts_before
+from gateway.listing import after_marker
 
 #: The most the cache holds, in bytes of names and offsets.
 MAX_BYTES = 16 << 20
@@ -87,11 +87,9 @@ class SortedNames:
             if not name.startswith(name_filter):
                 return
             sort_key = key_prefix + name
-            if name[-1] == "/":
-                if not (sort_key <= start_after if rollup else sorts_before(sort_key, start_after)):
-                    yield sort_key, NamedEntry(name[:-1], fd), True
-            elif sort_key > start_after:
-                yield sort_key, NamedEntry(name, fd), False
+            is_folder = name[-1] == "/"
+            if after_marker(sort_key, is_folder, rollup, start_after):
+                yield sort_key, NamedEntry(name[:-1] if is_folder else name, fd), is_folder
 
 
 class NamedEntry:

@@ -29,7 +29,7 @@ from gateway.backends.localindex import ObjectIndex
 from gateway.backends.localkeys import MAX_KEY_BYTES, RESERVED, is_listable_name, resolve_inside
 from gateway.backends.localnames import NamedEntry, SortedNames
 from gateway.interfaces import InvalidObjectKey
-from gateway.listing import Entry, Subtree, sorts_before
+from gateway.listing import Entry, Subtree, after_marker, sorts_before
 from gateway.model import ObjectInfo
 
 #: Entries of one directory whose index rows are fetched in one query.
@@ -252,11 +252,7 @@ def _read_folder(
         return None
     candidates.sort(key=itemgetter(0))
     top = not key_prefix
-    listed = [
-        c for c in candidates
-        if is_listable_name(c[2].name) and not (top and c[2].name == RESERVED)
-        and _short_enough(c[0])
-    ]
+    listed = [c for c in candidates if _listable(c[2].name, c[0], top)]
     keys = [key for key, is_dir, _ in listed if not is_dir]
     rows = index.get_many(keys + [key_prefix] if key_prefix else keys)
     row = rows.get(key_prefix) if key_prefix else None
@@ -358,8 +354,8 @@ def _sorted_names(
     fd: int, key_prefix: str, identity: localfolders.Identity
 ) -> Optional[SortedNames]:
     """
-    The listable entries of the directory open as C{fd}, all of them, in order (the filters of
-    L{_in_order}); C{None} if it cannot be read.
+    The listable entries (L{_listable}) of the directory open as C{fd}, its folders and regular
+    files, all of them, in order; C{None} if it cannot be read.
     """
     top = not key_prefix
     names = []
@@ -367,13 +363,11 @@ def _sorted_names(
         with os.scandir(fd) as scan:
             for entry in scan:
                 name = entry.name
-                if not is_listable_name(name) or (top and name == RESERVED):
-                    continue
                 if entry.is_dir(follow_symlinks=False):
                     name += "/"
                 elif not entry.is_file(follow_symlinks=False):
                     continue
-                if _short_enough(key_prefix + name):
+                if _listable(entry.name, key_prefix + name, top):
                     names.append(name)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
@@ -431,18 +425,12 @@ def _in_order(
         heapq.heapify(candidates)
         ordered = _drain(candidates)
     for sort_key, is_dir, entry in ordered:
-        name = entry.name
-        if not is_listable_name(name) or (top and name == RESERVED):
+        if not is_dir and not entry.is_file(follow_symlinks=False):
             continue
-        if is_dir:
-            # A rolled-up folder at or before the marker was listed already; a walked one is
-            # skipped only if all of it sorts before the marker.
-            skip = sort_key <= start_after if rollup else sorts_before(sort_key, start_after)
-            if not skip and _short_enough(sort_key):
-                yield sort_key, entry, True
-        elif entry.is_file(follow_symlinks=False):
-            if sort_key > start_after and _short_enough(sort_key):
-                yield sort_key, entry, False
+        if after_marker(sort_key, is_dir, rollup, start_after) and _listable(
+            entry.name, sort_key, top
+        ):
+            yield sort_key, entry, is_dir
 
 
 def _drain(heap: List[T]) -> Iterator[T]:
@@ -451,6 +439,17 @@ def _drain(heap: List[T]) -> Iterator[T]:
     """
     while heap:
         yield heapq.heappop(heap)
+
+
+def _listable(name: str, sort_key: str, top: bool) -> bool:
+    """
+    Whether a listing shows the entry C{name} of a directory (C{sort_key} its key, with a ``/``
+    after a folder's; C{top} whether the directory is the root, whose L{RESERVED} is not shown):
+    the one rule of every way a directory is read here.
+    """
+    return (
+        is_listable_name(name) and not (top and name == RESERVED) and _short_enough(sort_key)
+    )
 
 
 def _short_enough(key: str) -> bool:

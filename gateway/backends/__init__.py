@@ -26,6 +26,7 @@ def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
         connection.settings["path"], index_path, registry.reactor,
         read_only=connection.read_only, watcher=registry.folder_watcher(),
         large_folders=registry.large_folder_names(),
+        commits=registry.commit_thread(),
     )
 
 
@@ -54,6 +55,7 @@ class BackendRegistry:
     _backends: Dict[BackendKey, IBackend] = field(factory=dict)
     _watcher: Optional[Any] = None
     _names: Optional[Any] = None
+    _commits: Optional[Any] = None
 
     def folder_watcher(self) -> Any:
         """
@@ -76,6 +78,17 @@ class BackendRegistry:
 
             self._names = NameCache()
         return self._names
+
+    def commit_thread(self) -> Any:
+        """
+        The process's one thread for commits of PUTs (L{gateway.backends.batches}), shared by
+        every local bucket: a thread each would bring back the contention it saves.
+        """
+        if self._commits is None:
+            from gateway.backends.batches import BatchThread
+
+            self._commits = BatchThread(self.reactor, "s3gateway-commits")
+        return self._commits
 
     def backend_for(self, connection: Connection) -> IBackend:
         key: BackendKey = (

@@ -31,8 +31,10 @@ bodies, which go to the page cache as they arrive on the reactor thread (never t
 creation of their temporary file, the checks of a key before its body is read (a few C{stat}s),
 and a listing that reads one small directory (L{gateway.backends.localwalk.reads_little}). Each
 goes to a thread after all when it turns out to need a whole file read (an ETag not yet known). A
-PUT's commit (fsync, rename, index row, directory and index-log fsyncs) is one hand-over;
-concurrent commits share their fsyncs (L{gateway.backends.localsync}).
+PUT's commit (fsync, rename, index row, directory and index-log fsyncs) is one hand-over, not to
+the thread pool but to the process's commit thread, which commits every PUT waiting at once
+(L{install_many}, L{gateway.backends.batches}); other commits share their fsyncs
+(L{gateway.backends.localsync}).
 """
 
 from __future__ import annotations
@@ -42,14 +44,17 @@ import os
 import secrets
 import stat
 import time
-from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+from attrs import define
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from gateway.backends import localcopy, localfs, localparts, localretire, localwalk
+from gateway.backends.batches import BatchThread, Outcome, outcome_of
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
@@ -57,7 +62,7 @@ from gateway.backends.localnames import NameCache
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
-from gateway.backends.localsync import SharedSyncs
+from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
@@ -73,6 +78,9 @@ from gateway.listing import paginate
 from gateway.model import ByteRange, ListingPage, ObjectInfo, WriteCondition, WriteMetadata
 
 T = TypeVar("T")
+
+#: PUTs of bodies smaller than this are committed in batches (L{LocalBackend.install_many}).
+BATCHED_PUT_SIZE = 1024 * 1024
 
 
 @implementer(IBackend, IServerSideCopy)
@@ -92,6 +100,8 @@ class LocalBackend:
     :param watcher: the process's watcher of kept folders (L{gateway.backends.localwatch}).
     :param large_folders: the process's kept names of large folders
         (L{gateway.backends.localnames}).
+    :param commits: the process's thread for commits of PUTs (L{install_many}); one of its own
+        by default.
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class LocalBackend:
         read_only: bool = False,
         watcher: Optional[FolderWatcher] = None,
         large_folders: Optional[NameCache] = None,
+        commits: Optional[BatchThread[PendingInstall, ObjectInfo]] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
@@ -110,6 +121,7 @@ class LocalBackend:
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()
+        self._commits = commits or BatchThread(reactor, "s3gateway-commits")
         #: Replaced large objects being removed after their write was answered.
         self.retirements = Retirements(
             self._run, lambda *call: self._reactor.callFromThread(*call)
@@ -296,13 +308,29 @@ class LocalBackend:
         if folder:
             return LocalWriter(
                 self._run,
-                lambda fd, temp, metadata, condition: self.make_marker(key, metadata, condition),
+                lambda fd, temp, metadata, condition: self._run(
+                    self.make_marker, key, metadata, condition
+                ),
             )
         return LocalWriter(
             self._run,
-            lambda fd, temp, metadata, condition: self.install(key, fd, temp, metadata, condition),
+            lambda fd, temp, metadata, condition: self._commit_put(
+                PendingInstall(key, root, fd, temp, metadata, condition)
+            ),
             lambda: self.temp_file(root),
         )
+
+    def _commit_put(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
+        """
+        Commit a PUT whose body has arrived: a small one on the commit thread, with every other
+        waiting; a large one in the thread pool, so that its long fsync does not hold up the
+        small ones (batching saves it nothing).
+        """
+        if job.fd >= 0 and os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
+            return self._run(
+                self.install, job.key, job.fd, job.temp, job.metadata, job.condition
+            )
+        return self._commits.submit(self.install_many, job)
 
     def temp_file(self, root: str) -> Tuple[int, str]:
         """
@@ -360,13 +388,74 @@ class LocalBackend:
         condition and rename into place under the key's lock, fsync the directory, record the
         metadata. The temporary file is gone afterwards, whether this worked or not.
         """
+        try:
+            st = _settle(fd)
+        except BaseException:
+            localfs.remove_file(temp)
+            raise
+        info, folder = self._place(key, temp, st, metadata, condition, parts_count, part_sizes)
+        self.syncs.sync(folder)
+        self.index.sync()
+        return info
+
+    def install_many(self, pending: Sequence[PendingInstall]) -> List[Outcome[ObjectInfo]]:
+        """
+        L{install} for a batch of PUTs (L{gateway.backends.batches}), each step done for all of
+        them before the next: start writeback of every file, fsync each (the first fsync's
+        journal commit carries the others), put each in place, then fsync every directory and
+        the index log once. One PUT's failure fails only that PUT, or those that shared the
+        failed directory or index-log fsync.
+        """
+        prepared = [self._prepare(job) for job in pending]
+        settled = [failure or _settled(job) for job, failure in zip(pending, prepared)]
+        placed: List[Outcome[Tuple[ObjectInfo, str]]] = [
+            st if isinstance(st, Failure) else outcome_of(
+                self._place, job.key, job.temp, st, job.metadata, job.condition
+            )
+            for job, st in zip(pending, settled)
+        ]
+        synced: Dict[str, Optional[Failure]] = {}
+        for outcome in placed:
+            if not isinstance(outcome, Failure) and outcome[1] not in synced:
+                synced[outcome[1]] = _failure_of(self.syncs.sync, outcome[1])
+        logged = _failure_of(self.index.sync) if synced else None
+        return [
+            outcome if isinstance(outcome, Failure)
+            else synced[outcome[1]] or logged or outcome[0]
+            for outcome in placed
+        ]
+
+    def _prepare(self, job: PendingInstall) -> Optional[Failure]:
+        """
+        Make an empty body's temporary file, and start writeback of the file; how that failed.
+        """
+        if job.fd < 0:
+            made = outcome_of(self.temp_file, job.root)
+            if isinstance(made, Failure):
+                return made
+            job.fd, job.temp = made
+        start_writeback(job.fd, 0, 0)
+        return None
+
+    def _place(
+        self,
+        key: str,
+        temp: str,
+        st: os.stat_result,
+        metadata: WriteMetadata,
+        condition: Optional[WriteCondition],
+        parts_count: Optional[int] = None,
+        part_sizes: Sequence[int] = (),
+    ) -> Tuple[ObjectInfo, str]:
+        """
+        The part of L{install} after the fsync of the file (whose C{fstat} is C{st}): check the
+        condition and rename into place under the key's lock, record the metadata. The
+        directory renamed into still has to be fsynced, and the index log: returns the new
+        object's info and that directory.
+        """
         renamed = False
         retired: Optional[str] = None
         try:
-            os.fsync(fd)
-            st = os.fstat(fd)
-            os.close(fd)
-            fd = -1
             root, path, _ = self.locate(key)
             segments = split_key(key)[0]
             info = ObjectInfo(
@@ -405,12 +494,8 @@ class LocalBackend:
             with locked(root, key):
                 self.check(condition, key, path, False)
                 localfs.place(root, segments[:-1], rename)
-            self.syncs.sync(os.path.dirname(path))
-            self.index.sync()
-            return info
+            return info, os.path.dirname(path)
         finally:
-            if fd >= 0:
-                os.close(fd)
             if not renamed:
                 localfs.remove_file(temp)
             if retired is not None:
@@ -523,3 +608,47 @@ class LocalBackend:
             localcopy.copy_part, self, source_key, byte_range, upload_id, part_number
         )
 
+
+
+@define
+class PendingInstall:
+    """
+    A PUT's finished body waiting for L{LocalBackend.install_many}: the key, its resolved root,
+    the temporary file (C{-1} and C{""} for an empty body) and what to record.
+    """
+
+    key: str
+    root: str
+    fd: int
+    temp: str
+    metadata: WriteMetadata
+    condition: Optional[WriteCondition]
+
+
+def _settle(fd: int) -> os.stat_result:
+    """
+    fsync a temporary file and close it (closed in any case); its final C{fstat}.
+    """
+    try:
+        os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _settled(job: PendingInstall) -> Outcome[os.stat_result]:
+    """
+    L{_settle} of a pending install's file, which is removed if that fails.
+    """
+    outcome = outcome_of(_settle, job.fd)
+    if isinstance(outcome, Failure):
+        localfs.remove_file(job.temp)
+    return outcome
+
+
+def _failure_of(function: Callable[..., object], *args: object) -> Optional[Failure]:
+    """
+    Call C{function}; the failure it raised, or C{None}.
+    """
+    outcome = outcome_of(function, *args)
+    return outcome if isinstance(outcome, Failure) else None

@@ -204,31 +204,35 @@ def copy_chunk(source: int, target: int, count: int) -> int:
 class LocalWriter:
     """
     Writes an upload's bytes to a temporary file as they arrive; L{commit} hands the file to
-    C{install} in a thread, which puts it in place (and removes it in any case, so a write whose
-    condition failed is aborted).
+    C{commit_file}.
 
     The temporary file is made by the first write, on the reactor thread like the writes
     themselves (one C{open}: cheaper than a hand-over to a thread and back, which small PUTs
-    paid for twice), or by the commit's thread for an empty body. Every L{WRITEBACK_STEP}
-    bytes the kernel is asked to start writing them out, so that the commit's fsync does not
-    write a whole large body while the client waits.
+    paid for twice); an empty body has none (C{-1} and C{""} go to C{commit_file}, which makes
+    one if it needs it). Every L{WRITEBACK_STEP} bytes the kernel is asked to start writing them
+    out, so that the commit's fsync does not write a whole large body while the client waits.
 
     Without C{open_temp} it takes a folder marker's body, which must be empty.
 
-    :param run: runs a blocking function in the backend's thread pool.
-    :param install: C{install(fd, temp, metadata, condition)}, blocking.
+    :param run: runs a blocking function in the backend's thread pool (to remove a large
+        temporary file of an aborted write).
+    :param commit_file: C{commit_file(fd, temp, metadata, condition)}: puts the temporary file
+        in place (or removes it, whatever happens: a write whose condition failed is aborted);
+        fires with the new object's info.
     :param open_temp: makes a new temporary file: its descriptor and path.
     """
 
     def __init__(
         self,
         run: Callable[..., "Deferred[ObjectInfo]"],
-        install: Callable[[int, str, WriteMetadata, Optional[WriteCondition]], ObjectInfo],
+        commit_file: Callable[
+            [int, str, WriteMetadata, Optional[WriteCondition]], "Deferred[ObjectInfo]"
+        ],
         open_temp: Optional[Callable[[], Tuple[int, str]]] = None,
     ) -> None:
         self.producer: Optional[IPushProducer] = None
         self._run = run
-        self._install = install
+        self._commit_file = commit_file
         self._open_temp = open_temp
         self._fd = -1
         self._temp = ""
@@ -272,17 +276,7 @@ class LocalWriter:
             return self._discard().addCallback(lambda _: fail(error))
         fd, temp = self._fd, self._temp
         self._fd = -1
-        return self._run(self._finish, fd, temp, metadata, condition)
-
-    def _finish(
-        self, fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
-    ) -> ObjectInfo:
-        """
-        C{install}, with an empty temporary file made first if no byte came; blocking.
-        """
-        if fd < 0 and self._open_temp is not None:
-            fd, temp = self._open_temp()
-        return self._install(fd, temp, metadata, condition)
+        return self._commit_file(fd, temp, metadata, condition)
 
     def abort(self) -> "Deferred[None]":
         if self._open:

@@ -80,12 +80,17 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
     root = backend.real_root()
     folder = upload_directory(root, upload_id)
 
-    def commit(
-        fd: int, temp: str, metadata: WriteMetadata, condition: Optional[WriteCondition]
-    ) -> ObjectInfo:
+    def commit(fd: int, temp: str, metadata: WriteMetadata) -> ObjectInfo:
+        if fd < 0:
+            # An empty part.
+            fd, temp = backend.temp_file(root)
         return store_part(backend, root, upload_id, folder, part_number, fd, temp, metadata.etag)
 
-    return LocalWriter(backend._run, commit, lambda: backend.temp_file(root))
+    return LocalWriter(
+        backend._run,
+        lambda fd, temp, metadata, condition: backend._run(commit, fd, temp, metadata),
+        lambda: backend.temp_file(root),
+    )
 
 
 def complete_upload(

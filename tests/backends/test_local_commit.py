@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import DeferredList
 
 from gateway.backends import localfs, localkeys, localretire
 from gateway.backends.local import LocalBackend
@@ -29,23 +30,40 @@ from tests.backends.test_local import (  # noqa: F401 (backend and root are fixt
 )
 
 
+def batches(monkeypatch: pytest.MonkeyPatch, backend: LocalBackend) -> List[Tuple[str, List[str]]]:
+    """
+    The batches of PUTs C{backend} commits from now on: the thread's name and the keys.
+    """
+    seen: List[Tuple[str, List[str]]] = []
+    real = backend.install_many
+
+    def recording(pending):  # type: ignore[no-untyped-def]
+        seen.append((threading.current_thread().name, [job.key for job in pending]))
+        return real(pending)
+
+    monkeypatch.setattr(backend, "install_many", recording)
+    return seen
+
+
 @pytest_twisted.ensureDeferred
 async def test_put_is_one_hand_over(
     backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = hand_overs(monkeypatch, backend)
+    committed = batches(monkeypatch, backend)
     started = backend.start_write("a/b/c")
     assert started.called  # checked and made on the calling thread
     writer = await started
     writer.write(b"body")
     info = await writer.commit(metadata_for(b"body"))
-    assert calls == ["_finish"]
+    # Not the thread pool: the commits' own thread.
+    assert calls == [] and committed == [("s3gateway-commits", ["a/b/c"])]
     assert info.size == 4 and (root / "a" / "b" / "c").read_bytes() == b"body"
     # An empty body has no temporary file before the commit: the commit's thread makes it.
     writer = await backend.start_write("empty")
     assert list((root / ".s3gateway" / "tmp").iterdir()) == []
     await writer.commit(metadata_for(b""))
-    assert calls == ["_finish", "_finish"]
+    assert calls == [] and committed[-1] == ("s3gateway-commits", ["empty"])
     assert await get(backend, "empty") == b""
     assert list((root / ".s3gateway" / "tmp").iterdir()) == []
 
@@ -245,3 +263,136 @@ async def test_dropped_upload_removed_in_a_thread_when_large(
     assert calls == ["_close_and_remove"]
     assert list(temp_dir.iterdir()) == []
     assert await names(backend) == ([], [])
+
+
+def pending_put(backend: LocalBackend, key: str, body: bytes, **condition: object):  # type: ignore[no-untyped-def]
+    """
+    A PUT of C{body} under C{key} whose body has arrived, as L{LocalBackend.install_many} gets it.
+    """
+    from gateway.backends.local import PendingInstall
+    from gateway.model import WriteCondition
+
+    root = backend.real_root()
+    fd, temp = backend.temp_file(root) if body else (-1, "")
+    if body:
+        os.write(fd, body)
+    wanted = WriteCondition(**condition) if condition else None  # type: ignore[arg-type]
+    return PendingInstall(key, root, fd, temp, metadata_for(body), wanted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_shares_its_fsyncs(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A batch of PUTs starts writeback of every file before the first fsync, and fsyncs each
+    directory and the index log once; a PUT whose condition fails fails alone.
+    """
+    from gateway.backends import local, localindex
+    from gateway.interfaces import PreconditionNotMet
+
+    await put(backend, "a/taken", b"old")
+    events: List[Tuple[str, object]] = []
+    real_settle = local._settle
+    monkeypatch.setattr(local, "start_writeback", lambda fd, o, n: events.append(("hint", fd)))
+    monkeypatch.setattr(
+        local, "_settle", lambda fd: (events.append(("fsync", fd)), real_settle(fd))[1]
+    )
+    monkeypatch.setattr(backend, "syncs", SharedSyncs(lambda path: events.append(("dir", path))))
+    monkeypatch.setattr(localindex, "fsync_file", lambda path: events.append(("log", path)))
+    jobs = [
+        pending_put(backend, "a/one", b"1"),
+        pending_put(backend, "a/two", b"22"),
+        pending_put(backend, "a/taken", b"new", if_none_match=True),
+        pending_put(backend, "b/three", b"333"),
+        pending_put(backend, "empty", b""),
+    ]
+    outcomes = backend.install_many(jobs)
+    assert [getattr(o, "size", None) for o in outcomes] == [1, 2, None, 3, 0]
+    assert outcomes[2].check(PreconditionNotMet)  # type: ignore[union-attr]
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["hint"] * 5 + ["fsync"] * 5 + ["dir"] * 3 + ["log"]
+    real = backend.real_root()
+    assert [path for kind, path in events if kind == "dir"] == [
+        os.path.join(real, "a"), os.path.join(real, "b"), real
+    ]
+    for key, body in [("a/one", b"1"), ("a/two", b"22"), ("a/taken", b"old"), ("b/three", b"333"),
+                      ("empty", b"")]:
+        assert await get(backend, key) == body
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_directory_fsync_fails_its_puts_only(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.backends import localindex
+
+    logged: List[str] = []
+
+    def failing_in_b(path: str) -> None:
+        if path.endswith("/b"):
+            raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(backend, "syncs", SharedSyncs(failing_in_b))
+    monkeypatch.setattr(localindex, "fsync_file", logged.append)
+    outcomes = backend.install_many(
+        [pending_put(backend, "a/1", b"x"), pending_put(backend, "b/2", b"y"),
+         pending_put(backend, "b/3", b"z")]
+    )
+    assert outcomes[0].key == "a/1"  # type: ignore[union-attr]
+    assert all(o.check(OSError) for o in outcomes[1:])  # type: ignore[union-attr]
+    assert len(logged) == 1
+    # A failed index-log fsync fails every PUT of the batch.
+    monkeypatch.setattr(backend, "syncs", SharedSyncs(lambda path: None))
+
+    def failing_log(path: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(localindex, "fsync_file", failing_log)
+    outcomes = backend.install_many(
+        [pending_put(backend, "c/1", b"x"), pending_put(backend, "d/2", b"y")]
+    )
+    assert all(o.check(OSError) for o in outcomes)  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_puts_committed_in_batches(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    PUTs whose bodies end while a commit runs are committed together in the next batch.
+    """
+    committed = batches(monkeypatch, backend)
+    writers = []
+    for number in range(20):
+        writer = await backend.start_write(f"many/{number}")
+        writer.write(b"body %d" % number)
+        writers.append(writer)
+    results = await DeferredList([w.commit(metadata_for(b"")) for w in writers])
+    assert all(ok for ok, _ in results)
+    assert sorted(key for _, keys in committed for key in keys) == sorted(
+        f"many/{n}" for n in range(20)
+    )
+    assert len(committed) < 20
+    for number in range(20):
+        assert await get(backend, f"many/{number}") == b"body %d" % number
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_puts_committed_in_the_pool(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A large body's fsync is long: it is committed on a pool thread, not in a batch where small
+    PUTs would wait for it.
+    """
+    from gateway.backends import local
+
+    monkeypatch.setattr(local, "BATCHED_PUT_SIZE", 10)
+    calls = hand_overs(monkeypatch, backend)
+    committed = batches(monkeypatch, backend)
+    await put(backend, "small", b"123456789")
+    await put(backend, "large", b"1234567890")
+    assert committed == [("s3gateway-commits", ["small"])] and calls == ["install"]
+    assert await get(backend, "large") == b"1234567890"

@@ -32,6 +32,12 @@ R = TypeVar("R")
 #: What a batch function gives for each of its items, in order: a result or a failure.
 Outcome = Union[R, Failure]
 
+#: A batch function: items in, one outcome per item out, in order.
+BatchFunction = Callable[[Sequence[T]], Sequence[Outcome[R]]]
+
+#: An item waiting: its batch function, the item, and what fires with its outcome.
+_Waiting = Tuple[BatchFunction[T, R], T, "Deferred[R]"]
+
 #: How long the thread waits for work before it ends.
 IDLE_SECONDS = 1.0
 
@@ -49,12 +55,10 @@ class BatchThread(Generic[T, R]):
         self._reactor = reactor
         self._name = name
         self._condition = threading.Condition()
-        self._waiting: List[Tuple[Callable[[Sequence[T]], Sequence[Outcome[R]]], T, Deferred[R]]] = []
+        self._waiting: List[_Waiting[T, R]] = []
         self._running = False
 
-    def submit(
-        self, batch: Callable[[Sequence[T]], Sequence[Outcome[R]]], item: T
-    ) -> "Deferred[R]":
+    def submit(self, batch: BatchFunction[T, R], item: T) -> "Deferred[R]":
         """
         Queue C{item} for the next call of C{batch}; fires with its outcome.
         """
@@ -79,11 +83,8 @@ class BatchThread(Generic[T, R]):
                 taken, self._waiting = self._waiting, []
             self._reactor.callFromThread(_deliver, list(self._run(taken)))
 
-    def _run(
-        self, taken: List[Tuple[Callable[[Sequence[T]], Sequence[Outcome[R]]], T, Deferred[R]]]
-    ) -> List[Tuple[Deferred[R], Outcome[R]]]:
-        groups: Dict[Callable[[Sequence[T]], Sequence[Outcome[R]]], List[Tuple[T, Deferred[R]]]]
-        groups = {}
+    def _run(self, taken: List[_Waiting[T, R]]) -> List[Tuple["Deferred[R]", Outcome[R]]]:
+        groups: Dict[BatchFunction[T, R], List[Tuple[T, Deferred[R]]]] = {}
         for batch, item, done in taken:
             groups.setdefault(batch, []).append((item, done))
         delivered: List[Tuple[Deferred[R], Outcome[R]]] = []
@@ -91,7 +92,9 @@ class BatchThread(Generic[T, R]):
             try:
                 outcomes = list(batch([item for item, _ in entries]))
                 if len(outcomes) != len(entries):
-                    raise RuntimeError(f"{batch!r} gave {len(outcomes)} outcomes for {len(entries)}")
+                    raise RuntimeError(
+                        f"{batch!r} gave {len(outcomes)} outcomes for {len(entries)} items"
+                    )
             except BaseException:
                 failure = Failure()
                 outcomes = [failure] * len(entries)

@@ -44,17 +44,22 @@ import os
 import secrets
 import stat
 import time
-from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from attrs import define
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from gateway.backends import localcopy, localfs, localparts, localretire, localwalk
-from gateway.backends.batches import BatchThread, Outcome, outcome_of
+from gateway.backends import (
+    localcommits,
+    localcopy,
+    localfs,
+    localparts,
+    localretire,
+    localwalk,
+)
+from gateway.backends.batches import BatchThread, Outcome
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
@@ -62,7 +67,8 @@ from gateway.backends.localnames import NameCache
 from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
-from gateway.backends.localsync import SharedSyncs, start_writeback
+from gateway.backends.localsync import SharedSyncs
+from gateway.backends.localcommits import PendingInstall, settle
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
@@ -389,55 +395,24 @@ class LocalBackend:
         metadata. The temporary file is gone afterwards, whether this worked or not.
         """
         try:
-            st = _settle(fd)
+            st = settle(fd)
         except BaseException:
             localfs.remove_file(temp)
             raise
-        info, folder = self._place(key, temp, st, metadata, condition, parts_count, part_sizes)
+        info, folder = self.put_in_place(
+            key, temp, st, metadata, condition, parts_count, part_sizes
+        )
         self.syncs.sync(folder)
         self.index.sync()
         return info
 
     def install_many(self, pending: Sequence[PendingInstall]) -> List[Outcome[ObjectInfo]]:
         """
-        L{install} for a batch of PUTs (L{gateway.backends.batches}), each step done for all of
-        them before the next: start writeback of every file, fsync each (the first fsync's
-        journal commit carries the others), put each in place, then fsync every directory and
-        the index log once. One PUT's failure fails only that PUT, or those that shared the
-        failed directory or index-log fsync.
+        L{install} for a batch of PUTs: L{gateway.backends.localcommits.install_many}.
         """
-        prepared = [self._prepare(job) for job in pending]
-        settled = [failure or _settled(job) for job, failure in zip(pending, prepared)]
-        placed: List[Outcome[Tuple[ObjectInfo, str]]] = [
-            st if isinstance(st, Failure) else outcome_of(
-                self._place, job.key, job.temp, st, job.metadata, job.condition
-            )
-            for job, st in zip(pending, settled)
-        ]
-        synced: Dict[str, Optional[Failure]] = {}
-        for outcome in placed:
-            if not isinstance(outcome, Failure) and outcome[1] not in synced:
-                synced[outcome[1]] = _failure_of(self.syncs.sync, outcome[1])
-        logged = _failure_of(self.index.sync) if synced else None
-        return [
-            outcome if isinstance(outcome, Failure)
-            else synced[outcome[1]] or logged or outcome[0]
-            for outcome in placed
-        ]
+        return localcommits.install_many(self, pending)
 
-    def _prepare(self, job: PendingInstall) -> Optional[Failure]:
-        """
-        Make an empty body's temporary file, and start writeback of the file; how that failed.
-        """
-        if job.fd < 0:
-            made = outcome_of(self.temp_file, job.root)
-            if isinstance(made, Failure):
-                return made
-            job.fd, job.temp = made
-        start_writeback(job.fd, 0, 0)
-        return None
-
-    def _place(
+    def put_in_place(
         self,
         key: str,
         temp: str,
@@ -607,48 +582,3 @@ class LocalBackend:
         return self._writable(
             localcopy.copy_part, self, source_key, byte_range, upload_id, part_number
         )
-
-
-
-@define
-class PendingInstall:
-    """
-    A PUT's finished body waiting for L{LocalBackend.install_many}: the key, its resolved root,
-    the temporary file (C{-1} and C{""} for an empty body) and what to record.
-    """
-
-    key: str
-    root: str
-    fd: int
-    temp: str
-    metadata: WriteMetadata
-    condition: Optional[WriteCondition]
-
-
-def _settle(fd: int) -> os.stat_result:
-    """
-    fsync a temporary file and close it (closed in any case); its final C{fstat}.
-    """
-    try:
-        os.fsync(fd)
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-def _settled(job: PendingInstall) -> Outcome[os.stat_result]:
-    """
-    L{_settle} of a pending install's file, which is removed if that fails.
-    """
-    outcome = outcome_of(_settle, job.fd)
-    if isinstance(outcome, Failure):
-        localfs.remove_file(job.temp)
-    return outcome
-
-
-def _failure_of(function: Callable[..., object], *args: object) -> Optional[Failure]:
-    """
-    Call C{function}; the failure it raised, or C{None}.
-    """
-    outcome = outcome_of(function, *args)
-    return outcome if isinstance(outcome, Failure) else None

@@ -17,6 +17,7 @@ from twisted.internet.defer import DeferredList
 
 from gateway.backends import localfs, localkeys, localretire
 from gateway.backends.local import LocalBackend
+from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.interfaces import InvalidObjectKey
@@ -30,7 +31,9 @@ from tests.backends.test_local import (  # noqa: F401 (backend and root are fixt
 )
 
 
-def batches(monkeypatch: pytest.MonkeyPatch, backend: LocalBackend) -> List[Tuple[str, List[str]]]:
+def batches(
+    monkeypatch: pytest.MonkeyPatch, backend: LocalBackend
+) -> List[Tuple[str, List[str]]]:
     """
     The batches of PUTs C{backend} commits from now on: the thread's name and the keys.
     """
@@ -265,11 +268,12 @@ async def test_dropped_upload_removed_in_a_thread_when_large(
     assert await names(backend) == ([], [])
 
 
-def pending_put(backend: LocalBackend, key: str, body: bytes, **condition: object):  # type: ignore[no-untyped-def]
+def pending_put(
+    backend: LocalBackend, key: str, body: bytes, **condition: object
+) -> "PendingInstall":
     """
-    A PUT of C{body} under C{key} whose body has arrived, as L{LocalBackend.install_many} gets it.
+    A PUT of C{body} under C{key} whose body has arrived, as L{install_many} gets it.
     """
-    from gateway.backends.local import PendingInstall
     from gateway.model import WriteCondition
 
     root = backend.real_root()
@@ -288,15 +292,17 @@ async def test_a_batch_shares_its_fsyncs(
     A batch of PUTs starts writeback of every file before the first fsync, and fsyncs each
     directory and the index log once; a PUT whose condition fails fails alone.
     """
-    from gateway.backends import local, localindex
+    from gateway.backends import localcommits, localindex
     from gateway.interfaces import PreconditionNotMet
 
     await put(backend, "a/taken", b"old")
     events: List[Tuple[str, object]] = []
-    real_settle = local._settle
-    monkeypatch.setattr(local, "start_writeback", lambda fd, o, n: events.append(("hint", fd)))
+    real_settle = localcommits.settle
     monkeypatch.setattr(
-        local, "_settle", lambda fd: (events.append(("fsync", fd)), real_settle(fd))[1]
+        localcommits, "start_writeback", lambda fd, o, n: events.append(("hint", fd))
+    )
+    monkeypatch.setattr(
+        localcommits, "settle", lambda fd: (events.append(("fsync", fd)), real_settle(fd))[1]
     )
     monkeypatch.setattr(backend, "syncs", SharedSyncs(lambda path: events.append(("dir", path))))
     monkeypatch.setattr(localindex, "fsync_file", lambda path: events.append(("log", path)))
@@ -316,8 +322,10 @@ async def test_a_batch_shares_its_fsyncs(
     assert [path for kind, path in events if kind == "dir"] == [
         os.path.join(real, "a"), os.path.join(real, "b"), real
     ]
-    for key, body in [("a/one", b"1"), ("a/two", b"22"), ("a/taken", b"old"), ("b/three", b"333"),
-                      ("empty", b"")]:
+    stored = [
+        ("a/one", b"1"), ("a/two", b"22"), ("a/taken", b"old"), ("b/three", b"333"), ("empty", b"")
+    ]
+    for key, body in stored:
         assert await get(backend, key) == body
     assert list((root / ".s3gateway" / "tmp").iterdir()) == []
 

@@ -1,0 +1,109 @@
+"""
+The commit of a batch of small PUTs on the local backend, each step done for all of them before
+the next (run by the process's commit thread, L{gateway.backends.batches}).
+
+Step by step: start writeback of every file, fsync each (the first fsync's journal commit carries
+the others: on this machine's disk 107 us and 60 us of CPU per file, against 233 us and 253 us
+with one thread per fsync), put each in place under its key's lock, then fsync every directory
+renamed into and the bucket's index log once for the lot.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+
+from attrs import define
+from twisted.python.failure import Failure
+
+from gateway.backends import localfs
+from gateway.backends.batches import Outcome, outcome_of
+from gateway.backends.localsync import start_writeback
+from gateway.model import ObjectInfo, WriteCondition, WriteMetadata
+
+if TYPE_CHECKING:
+    from gateway.backends.local import LocalBackend
+
+
+@define
+class PendingInstall:
+    """
+    A PUT's finished body waiting for L{install_many}: the key, its resolved root, the temporary
+    file (C{-1} and C{""} for an empty body) and what to record.
+    """
+
+    key: str
+    root: str
+    fd: int
+    temp: str
+    metadata: WriteMetadata
+    condition: Optional[WriteCondition]
+
+
+def settle(fd: int) -> os.stat_result:
+    """
+    fsync a temporary file and close it (closed in any case); its final C{fstat}.
+    """
+    try:
+        os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def install_many(
+    backend: "LocalBackend", pending: Sequence[PendingInstall]
+) -> List[Outcome[ObjectInfo]]:
+    """
+    L{LocalBackend.install} for every PUT of a batch, in steps. One PUT's failure fails only that
+    PUT, or those that shared the failed directory or index-log fsync.
+    """
+    prepared = [_prepare(backend, job) for job in pending]
+    settled = [failure or _settled(job) for job, failure in zip(pending, prepared)]
+    placed: List[Outcome[Tuple[ObjectInfo, str]]] = [
+        st if isinstance(st, Failure) else outcome_of(
+            backend.put_in_place, job.key, job.temp, st, job.metadata, job.condition
+        )
+        for job, st in zip(pending, settled)
+    ]
+    synced: Dict[str, Optional[Failure]] = {}
+    for outcome in placed:
+        if not isinstance(outcome, Failure) and outcome[1] not in synced:
+            synced[outcome[1]] = _failure_of(backend.syncs.sync, outcome[1])
+    logged = _failure_of(backend.index.sync) if synced else None
+    return [
+        outcome if isinstance(outcome, Failure)
+        else synced[outcome[1]] or logged or outcome[0]
+        for outcome in placed
+    ]
+
+
+def _prepare(backend: "LocalBackend", job: PendingInstall) -> Optional[Failure]:
+    """
+    Make an empty body's temporary file, and start writeback of the file; how that failed.
+    """
+    if job.fd < 0:
+        made = outcome_of(backend.temp_file, job.root)
+        if isinstance(made, Failure):
+            return made
+        job.fd, job.temp = made
+    start_writeback(job.fd, 0, 0)
+    return None
+
+
+def _settled(job: PendingInstall) -> Outcome[os.stat_result]:
+    """
+    L{settle} of a pending install's file, which is removed if that fails.
+    """
+    outcome = outcome_of(settle, job.fd)
+    if isinstance(outcome, Failure):
+        localfs.remove_file(job.temp)
+    return outcome
+
+
+def _failure_of(function: Callable[..., object], *args: object) -> Optional[Failure]:
+    """
+    Call C{function}; the failure it raised, or C{None}.
+    """
+    outcome = outcome_of(function, *args)
+    return outcome if isinstance(outcome, Failure) else None

@@ -20,7 +20,12 @@ from zope.interface import implementer
 
 from gateway.backends import localretire
 from gateway.backends.localkeys import resolve_inside
-from gateway.backends.localsync import WRITEBACK_STEP, fsync_directory, start_writeback
+from gateway.backends.localsync import (
+    WRITEBACK_STEP,
+    drop_written,
+    fsync_directory,
+    start_writeback,
+)
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
 from gateway.model import ObjectInfo, WriteCondition, WriteMetadata
 
@@ -210,7 +215,9 @@ class LocalWriter:
     themselves (one C{open}: cheaper than a hand-over to a thread and back, which small PUTs
     paid for twice); an empty body has none (C{-1} and C{""} go to C{commit_file}, which makes
     one if it needs it). Every L{WRITEBACK_STEP} bytes the kernel is asked to start writing them
-    out, so that the commit's fsync does not write a whole large body while the client waits.
+    out, so that the commit's fsync does not write a whole large body while the client waits,
+    and the stretch before is dropped from the page cache once written (in a thread,
+    L{gateway.backends.localsync.drop_written}).
 
     Without C{open_temp} it takes a folder marker's body, which must be empty.
 
@@ -238,6 +245,7 @@ class LocalWriter:
         self._temp = ""
         self._written = 0
         self._flushed = 0
+        self._dropped = 0
         self._open = True
         self._error: Optional[Exception] = None
 
@@ -260,10 +268,25 @@ class LocalWriter:
             self._written += len(data)
             if self._written - self._flushed >= WRITEBACK_STEP:
                 start_writeback(self._fd, self._flushed, self._written - self._flushed)
+                self._drop_behind()
                 self._flushed = self._written
         except OSError as e:
             # Reported by commit: the protocol answers then, and the upload stores nothing.
             self._error = e
+
+    def _drop_behind(self) -> None:
+        """
+        Drop the stretch before the one just handed to writeback from the page cache, once it
+        is written (a hint: a failure here fails no upload).
+        """
+        if self._flushed <= self._dropped:
+            return
+        try:
+            fd = os.dup(self._fd)
+        except OSError:
+            return
+        self._run(drop_written, fd, self._dropped, self._flushed - self._dropped)
+        self._dropped = self._flushed
 
     def commit(
         self, metadata: WriteMetadata, condition: Optional[WriteCondition] = None

@@ -183,14 +183,42 @@ async def test_writeback_started_every_step(
     backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hints: List[tuple] = []  # type: ignore[type-arg]
+    dropped: List[tuple] = []  # type: ignore[type-arg]
     monkeypatch.setattr(localfs, "WRITEBACK_STEP", 10)
     monkeypatch.setattr(localfs, "start_writeback", lambda fd, offset, n: hints.append((offset, n)))
+    calls = hand_overs(monkeypatch, backend)
+
+    def dropping(fd: int, offset: int, length: int) -> None:
+        # A duplicate of the writer's descriptor, on the same file.
+        assert os.fstat(fd).st_ino == os.fstat(writer._fd).st_ino  # type: ignore[attr-defined]
+        dropped.append((offset, length))
+        os.close(fd)
+        done.set()
+
+    done = threading.Event()
+    monkeypatch.setattr(localfs, "drop_written", dropping)
     writer = await backend.start_write("big")
     for _ in range(5):
         writer.write(b"x" * 6)
+    # Each stretch is dropped from the page cache once the next one is handed to writeback.
+    assert done.wait(10)
+    assert calls == ["dropping"] and dropped == [(0, 12)]
     await writer.commit(metadata_for(b"x" * 30))
     assert hints == [(0, 12), (12, 12)]
     assert await get(backend, "big") == b"x" * 30
+
+
+def test_drop_written_on_a_real_file(tmp_path: Path) -> None:
+    from gateway.backends.localsync import drop_written
+
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"z" * 200000)
+        f.flush()
+        duplicate = os.dup(f.fileno())
+        drop_written(duplicate, 0, 200000)
+        with pytest.raises(OSError):
+            os.fstat(duplicate)  # closed
+    assert (tmp_path / "f").read_bytes() == b"z" * 200000
 
 
 def test_start_writeback_on_a_real_file(tmp_path: Path) -> None:

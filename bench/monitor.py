@@ -6,7 +6,8 @@ CPU seconds of the daemon and every process it runs (workers, restarted workers 
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional
+import time
+from typing import Dict, Optional, Sequence
 
 import attr
 import psutil
@@ -100,3 +101,33 @@ class Watch:
         cpu = sum(self._last[pid] - self._first[pid] for pid in self._last)
         return Usage(cpu_seconds=cpu, peak_rss=self._peak, peak_process_rss=self._peak_process)
 
+
+
+def wait_until_idle(
+    root_pids: Sequence[int], busy_share: float = 0.1, interval: float = 0.1, limit: float = 8.0
+) -> float:
+    """
+    Wait until the process trees of C{root_pids} together use less than C{busy_share} of one
+    core over C{interval} seconds, or C{limit} seconds have passed; the seconds waited.
+
+    A server can go on working after its test has ended (moto went on at one full core for about
+    5 s after its 8-stream GET of 1 GiB), and took that core from whichever server the next test
+    measured.
+    """
+    started = time.monotonic()
+
+    def total() -> float:
+        seconds = 0.0
+        for root in root_pids:
+            for process in process_tree(root).values():
+                seconds += _cpu(process) or 0.0
+        return seconds
+
+    before = total()
+    while time.monotonic() - started < limit:
+        time.sleep(interval)
+        now = total()
+        if now - before < busy_share * interval:
+            break
+        before = now
+    return time.monotonic() - started

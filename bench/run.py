@@ -248,6 +248,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, reason in tools.missing.items():
         notes.append(f"{name}: {reason}")
     notes.append(
+        f"Before each test the run waited until no server used more than a tenth of a core: "
+        f"{suite.idle_waited:.0f} s in all (servers that work on after a test would otherwise "
+        f"take CPU from the next one measured)."
+    )
+    notes.append(
         "Load average (1, 5, 15 min) before the run: %.2f %.2f %.2f; after it: %.2f %.2f %.2f "
         "(the benchmark's own load included; anything else running on the machine skews the "
         "figures)." % (load_at_start + os.getloadavg())

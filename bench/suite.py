@@ -18,7 +18,7 @@ import attr
 
 from bench import dataset
 from bench.load import big_get, big_put, list_walk, run_wrk, write_targets
-from bench.monitor import Watch
+from bench.monitor import Watch, wait_until_idle
 from bench.multipart import multipart_put
 from bench.presign import Signer
 from bench.results import GIB, Metric, Results, count_label, size_label
@@ -77,6 +77,8 @@ class Suite:
     _targets: Dict[Tuple[str, str], str] = attr.Factory(dict)
     _slow: Dict[Tuple[str, str], bool] = attr.Factory(dict)
     _repeatable: float = 0.0
+    #: Seconds spent before tests waiting for every server to be idle (L{wait_until_idle}).
+    idle_waited: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         self.results.servers = [server.name for server in self.servers]
@@ -232,6 +234,7 @@ class Suite:
         if not self.alive(server):
             self.results.note(test.key, server.name, "server died")
             return None
+        self.idle_waited += wait_until_idle([s.pid for s in self.servers if self.alive(s)])
         watch = Watch(server.pid).start()
         started = time.monotonic()
         try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,7 +21,7 @@ pytest.importorskip("psutil")
 
 from bench import dataset, floors, framework, load, profile  # noqa: E402
 from bench.install import ensure_tools, find  # noqa: E402
-from bench.monitor import Watch  # noqa: E402
+from bench.monitor import Watch, wait_until_idle  # noqa: E402
 from bench.multipart import complete_body, parts  # noqa: E402
 from bench.presign import Endpoint, Signer  # noqa: E402
 from bench.report import markdown, number, table, targets  # noqa: E402
@@ -171,6 +173,32 @@ def test_the_resource_watch_sees_this_process() -> None:
     # The test process may have children (daemons of session fixtures): their memory adds up.
     assert usage.peak_rss >= usage.peak_process_rss > 10_000_000
     assert usage.cpu_seconds > 0
+
+
+def test_waits_for_a_busy_server_to_go_idle() -> None:
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"]
+    )
+    try:
+        waited = wait_until_idle([busy.pid], interval=0.05, limit=5)
+        assert 0.3 < waited < 5
+        assert busy.wait(5) == 0
+    finally:
+        busy.kill()
+    # An idle process is not waited for beyond one interval; a busy one no longer than the limit.
+    sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)  # past its start-up
+        assert wait_until_idle([sleeping.pid], interval=0.05, limit=5) < 1
+    finally:
+        sleeping.kill()
+        sleeping.wait()
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert 0.3 <= wait_until_idle([spinning.pid], interval=0.05, limit=0.3) < 1
+    finally:
+        spinning.kill()
+        spinning.wait()
 
 
 def test_tools_are_found_without_installing() -> None:

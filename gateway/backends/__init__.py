@@ -26,7 +26,7 @@ def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
         connection.settings["path"], index_path, registry.reactor,
         read_only=connection.read_only, watcher=registry.folder_watcher(),
         large_folders=registry.large_folder_names(),
-        commits=registry.commit_thread(),
+        commits=registry.commit_threads(),
     )
 
 
@@ -79,15 +79,16 @@ class BackendRegistry:
             self._names = NameCache()
         return self._names
 
-    def commit_thread(self) -> Any:
+    def commit_threads(self) -> Any:
         """
-        The process's one thread for commits of PUTs (L{gateway.backends.batches}), shared by
-        every local bucket: a thread each would bring back the contention it saves.
+        The process's threads for commits of PUTs (L{gateway.backends.batches}), one per
+        filesystem, shared by every local bucket on it: a thread per bucket would bring back
+        the contention they save.
         """
         if self._commits is None:
-            from gateway.backends.batches import BatchThread
+            from gateway.backends.batches import BatchThreads
 
-            self._commits = BatchThread(self.reactor, "s3gateway-commits")
+            self._commits = BatchThreads(self.reactor, "s3gateway-commits")
         return self._commits
 
     def backend_for(self, connection: Connection) -> IBackend:

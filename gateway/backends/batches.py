@@ -20,7 +20,7 @@ process with no writes (or a test's backend, dropped) keeps no thread.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, Generic, List, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Dict, Generic, Hashable, List, Sequence, Tuple, TypeVar, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
@@ -100,6 +100,29 @@ class BatchThread(Generic[T, R]):
                 outcomes = [failure] * len(entries)
             delivered.extend((done, outcome) for (_, done), outcome in zip(entries, outcomes))
         return delivered
+
+
+class BatchThreads(Generic[T, R]):
+    """
+    One L{BatchThread} per key, made when first asked for: the local backend keys its commit
+    threads by filesystem, so that batches share what a filesystem can share (its journal
+    commits) and a slow or hung one (a network mount, a failing disk) holds up only the commits
+    made to it. Used from the reactor thread only.
+    """
+
+    def __init__(self, reactor: IReactorFromThreads, name: str) -> None:
+        self._reactor = reactor
+        self._name = name
+        self._threads: Dict[Hashable, BatchThread[T, R]] = {}
+
+    def thread(self, key: Hashable) -> BatchThread[T, R]:
+        """
+        The thread for C{key}.
+        """
+        found = self._threads.get(key)
+        if found is None:
+            found = self._threads[key] = BatchThread(self._reactor, f"{self._name}-{key}")
+        return found
 
 
 def _deliver(outcomes: List[Tuple["Deferred[R]", Outcome[R]]]) -> None:

@@ -32,8 +32,8 @@ creation of their temporary file, the checks of a key before its body is read (a
 and a listing that reads one small directory (L{gateway.backends.localwalk.reads_little}). Each
 goes to a thread after all when it turns out to need a whole file read (an ETag not yet known). A
 PUT's commit (fsync, rename, index row, directory and index-log fsyncs) is one hand-over, not to
-the thread pool but to the process's commit thread, which commits every PUT waiting at once
-(L{install_many}, L{gateway.backends.batches}); other commits share their fsyncs
+the thread pool but to the commit thread of the root's filesystem, which commits every PUT
+waiting at once (L{install_many}, L{gateway.backends.batches}); other commits share their fsyncs
 (L{gateway.backends.localsync}).
 """
 
@@ -59,7 +59,7 @@ from gateway.backends import (
     localretire,
     localwalk,
 )
-from gateway.backends.batches import BatchThread, Outcome
+from gateway.backends.batches import BatchThreads, Outcome
 from gateway.backends.conditions import check_condition
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
@@ -106,8 +106,8 @@ class LocalBackend:
     :param watcher: the process's watcher of kept folders (L{gateway.backends.localwatch}).
     :param large_folders: the process's kept names of large folders
         (L{gateway.backends.localnames}).
-    :param commits: the process's thread for commits of PUTs (L{install_many}); one of its own
-        by default.
+    :param commits: the process's threads for commits of PUTs (L{install_many}), one per
+        filesystem; its own by default.
     """
 
     def __init__(
@@ -119,7 +119,7 @@ class LocalBackend:
         read_only: bool = False,
         watcher: Optional[FolderWatcher] = None,
         large_folders: Optional[NameCache] = None,
-        commits: Optional[BatchThread[PendingInstall, ObjectInfo]] = None,
+        commits: Optional[BatchThreads[PendingInstall, ObjectInfo]] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
@@ -127,7 +127,7 @@ class LocalBackend:
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()
-        self._commits = commits or BatchThread(reactor, "s3gateway-commits")
+        self._commits = commits or BatchThreads(reactor, "s3gateway-commits")
         #: Replaced large objects being removed after their write was answered.
         self.retirements = Retirements(
             self._run, lambda *call: self._reactor.callFromThread(*call)
@@ -328,15 +328,18 @@ class LocalBackend:
 
     def _commit_put(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
         """
-        Commit a PUT whose body has arrived: a small one on the commit thread, with every other
-        waiting; a large one in the thread pool, so that its long fsync does not hold up the
-        small ones (batching saves it nothing).
+        Commit a PUT whose body has arrived: a small one on the commit thread of the root's
+        filesystem (found by L{start_write}), with every other waiting; a large one in the
+        thread pool, so that its long fsync does not hold up the small ones (batching saves it
+        nothing).
         """
         if job.fd >= 0 and os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
             return self._run(
                 self.install, job.key, job.fd, job.temp, job.metadata, job.condition
             )
-        return self._commits.submit(self.install_many, job)
+        resolved = self._resolved
+        device = resolved[0][0] if resolved is not None else None
+        return self._commits.thread(device).submit(self.install_many, job)
 
     def temp_file(self, root: str) -> Tuple[int, str]:
         """

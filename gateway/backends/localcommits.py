@@ -1,6 +1,6 @@
 """
 The commit of a batch of small PUTs on the local backend, each step done for all of them before
-the next (run by the process's commit thread, L{gateway.backends.batches}).
+the next (run by the commit thread of their filesystem, L{gateway.backends.batches}).
 
 Step by step: start writeback of every file, fsync each (the first fsync's journal commit carries
 the others: on this machine's disk 107 us and 60 us of CPU per file, against 233 us and 253 us

@@ -15,7 +15,7 @@ from twisted.internet.defer import DeferredList
 from twisted.python.failure import Failure
 
 from gateway.backends import batches
-from gateway.backends.batches import BatchThread, Outcome, outcome_of
+from gateway.backends.batches import BatchThread, BatchThreads, Outcome, outcome_of
 
 
 def _reactor():  # type: ignore[no-untyped-def]
@@ -117,3 +117,27 @@ def test_outcome_of() -> None:
     assert outcome_of(int, "7") == 7
     failed = outcome_of(int, "x")
     assert isinstance(failed, Failure) and failed.check(ValueError)
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_thread_per_key_and_none_waits_for_another() -> None:
+    threads: BatchThreads[int, int] = BatchThreads(_reactor(), "test-batches-keyed")
+    assert threads.thread("disk-a") is threads.thread("disk-a")
+    assert threads.thread("disk-a") is not threads.thread("disk-b")
+    hung = threading.Event()
+    names: List[str] = []
+
+    def stuck(items: Sequence[int]) -> List[Outcome[int]]:
+        hung.wait(10)
+        return list(items)
+
+    def quick(items: Sequence[int]) -> List[Outcome[int]]:
+        names.append(threading.current_thread().name)
+        return list(items)
+
+    blocked = threads.thread("disk-a").submit(stuck, 1)
+    # A hung filesystem's commits do not hold up another's.
+    assert await threads.thread("disk-b").submit(quick, 2) == 2
+    assert not blocked.called and names == ["test-batches-keyed-disk-b"]
+    hung.set()
+    assert await blocked == 1

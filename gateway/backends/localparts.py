@@ -142,6 +142,10 @@ def abort_upload(backend: "LocalBackend", upload_id: str) -> None:
         directory = upload_directory(root, upload_id)
     except NoSuchUpload:
         return
+    if not os.path.isdir(directory):
+        # Never started, or aborted already: nothing to take aside (and no retired folder to
+        # make for it).
+        return
     _discard_parts(backend, root, directory)
 
 

@@ -226,3 +226,11 @@ def test_set_aside_needs_a_large_plain_file(tmp_path: Path) -> None:
     assert name is not None and os.path.samefile(name, big)
     assert os.path.dirname(name) == localretire.retired_folder(str(root))
     assert os.stat(localretire.retired_folder(str(root))).st_mode & 0o777 == 0o700
+
+
+@pytest_twisted.ensureDeferred
+async def test_abort_of_an_unknown_upload_makes_nothing(backend: LocalBackend, root: Path) -> None:
+    await put(backend, "k", b"x")
+    await backend.abort_upload("never-started")
+    assert not (root / ".s3gateway" / "retired").exists()
+    assert not (root / ".s3gateway" / "uploads").exists()

@@ -5,11 +5,11 @@ A small PUT's commit is a dozen system calls (fsync, rename, index row, the fsyn
 directory and of the index log). Run one per thread-pool thread, concurrent commits had up to ten
 threads trading the GIL with the reactor at every one of those calls: 60 context switches per
 PUT, and a third of the process's CPU spent in the kernel's scheduler and futex wake-ups
-(``perf``, bench/RESULTS.md). Each fsync was also a journal commit of its own.
+(``perf``, bench/RESULTS.md). Each fsync also waited for its own write to the disk.
 
 A L{BatchThread} takes every item waiting when it wakes and hands them together to the function
 they were submitted with, which can then do each shared step once: start writeback of all their
-files, fsync them (the first fsync's journal commit carries the others), and fsync each
+files, then fsync them (by then their data is written or on its way), and fsync each
 directory and the index log once for the lot. Items that come while a batch runs wait for the
 next one, which is what keeps batches large exactly when the load is.
 
@@ -105,9 +105,9 @@ class BatchThread(Generic[T, R]):
 class BatchThreads(Generic[T, R]):
     """
     One L{BatchThread} per key, made when first asked for: the local backend keys its commit
-    threads by filesystem, so that batches share what a filesystem can share (its journal
-    commits) and a slow or hung one (a network mount, a failing disk) holds up only the commits
-    made to it. Used from the reactor thread only.
+    threads by filesystem, so that batches share what a filesystem can share (its disk queue,
+    its journal commits) and a slow or hung one (a network mount, a failing disk) holds up only
+    the commits made to it. Used from the reactor thread only.
     """
 
     def __init__(self, reactor: IReactorFromThreads, name: str) -> None:

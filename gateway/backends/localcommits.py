@@ -2,10 +2,12 @@
 The commit of a batch of small PUTs on the local backend, each step done for all of them before
 the next (run by the commit thread of their filesystem, L{gateway.backends.batches}).
 
-Step by step: start writeback of every file, fsync each (the first fsync's journal commit carries
-the others: on this machine's disk 107 us and 60 us of CPU per file, against 233 us and 253 us
-with one thread per fsync), put each in place under its key's lock, then fsync every directory
-renamed into and the bucket's index log once for the lot.
+Step by step: start writeback of every file, so that their writes reach the disk together, then
+fsync each (they find their data written or on its way; on a journaled filesystem the first
+fsync's journal commit also carries the others), put each in place under its key's lock, then
+fsync every directory renamed into and the bucket's index log once for the lot. On this
+machine's disk (ext4 without a journal) 32 new 4 KiB files took 107 us and 60 us of CPU each so,
+against 233 us and 253 us with one thread per fsync.
 """
 
 from __future__ import annotations

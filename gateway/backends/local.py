@@ -48,6 +48,7 @@ from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -61,6 +62,7 @@ from gateway.backends import (
 )
 from gateway.backends.batches import BatchThreads, Outcome
 from gateway.backends.conditions import check_condition
+from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.localnames import NameCache
@@ -68,7 +70,6 @@ from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
-from gateway.backends.localcommits import PendingInstall, settle
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.producer import FileReader
 from gateway.interfaces import (
@@ -321,7 +322,7 @@ class LocalBackend:
         return LocalWriter(
             self._run,
             lambda fd, temp, metadata, condition: self._commit_put(
-                PendingInstall(key, root, fd, temp, metadata, condition)
+                PendingInstall(key, fd, temp, metadata, condition)
             ),
             lambda: self.temp_file(root),
         )
@@ -333,7 +334,7 @@ class LocalBackend:
         thread pool, so that its long fsync does not hold up the small ones (batching saves it
         nothing).
         """
-        if job.fd >= 0 and os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
+        if os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
             return self._run(
                 self.install, job.key, job.fd, job.temp, job.metadata, job.condition
             )
@@ -397,21 +398,15 @@ class LocalBackend:
         condition and rename into place under the key's lock, fsync the directory, record the
         metadata. The temporary file is gone afterwards, whether this worked or not.
         """
-        try:
-            st = settle(fd)
-        except BaseException:
-            localfs.remove_file(temp)
-            raise
-        info, folder = self.put_in_place(
-            key, temp, st, metadata, condition, parts_count, part_sizes
-        )
-        self.syncs.sync(folder)
-        self.index.sync()
-        return info
+        job = PendingInstall(key, fd, temp, metadata, condition, parts_count, part_sizes)
+        (outcome,) = self.install_many([job])
+        if isinstance(outcome, Failure):
+            outcome.raiseException()
+        return outcome
 
     def install_many(self, pending: Sequence[PendingInstall]) -> List[Outcome[ObjectInfo]]:
         """
-        L{install} for a batch of PUTs: L{gateway.backends.localcommits.install_many}.
+        L{install} for a batch: L{gateway.backends.localcommits.install_many}.
         """
         return localcommits.install_many(self, pending)
 

@@ -30,16 +30,17 @@ if TYPE_CHECKING:
 @define
 class PendingInstall:
     """
-    A PUT's finished body waiting for L{install_many}: the key, its resolved root, the temporary
-    file (C{-1} and C{""} for an empty body) and what to record.
+    A finished body waiting for L{install_many}: the key, the temporary file and what to record
+    (a multipart upload's part count and sizes too, when it is one joined).
     """
 
     key: str
-    root: str
     fd: int
     temp: str
     metadata: WriteMetadata
     condition: Optional[WriteCondition]
+    parts_count: Optional[int] = None
+    part_sizes: Sequence[int] = ()
 
 
 def settle(fd: int) -> os.stat_result:
@@ -57,14 +58,17 @@ def install_many(
     backend: "LocalBackend", pending: Sequence[PendingInstall]
 ) -> List[Outcome[ObjectInfo]]:
     """
-    L{LocalBackend.install} for every PUT of a batch, in steps. One PUT's failure fails only that
-    PUT, or those that shared the failed directory or index-log fsync.
+    Make the temporary files of C{pending} their objects, each step done for all of them before
+    the next. The temporary files are gone afterwards, whether this worked or not. One PUT's
+    failure fails only that PUT, or those that shared the failed directory or index-log fsync.
     """
-    prepared = [_prepare(backend, job) for job in pending]
-    settled = [failure or _settled(job) for job, failure in zip(pending, prepared)]
+    for job in pending:
+        start_writeback(job.fd, 0, 0)
+    settled = [_settled(job) for job in pending]
     placed: List[Outcome[Tuple[ObjectInfo, str]]] = [
         st if isinstance(st, Failure) else outcome_of(
-            backend.put_in_place, job.key, job.temp, st, job.metadata, job.condition
+            backend.put_in_place, job.key, job.temp, st, job.metadata, job.condition,
+            job.parts_count, job.part_sizes,
         )
         for job, st in zip(pending, settled)
     ]
@@ -78,19 +82,6 @@ def install_many(
         else synced[outcome[1]] or logged or outcome[0]
         for outcome in placed
     ]
-
-
-def _prepare(backend: "LocalBackend", job: PendingInstall) -> Optional[Failure]:
-    """
-    Make an empty body's temporary file, and start writeback of the file; how that failed.
-    """
-    if job.fd < 0:
-        made = outcome_of(backend.temp_file, job.root)
-        if isinstance(made, Failure):
-            return made
-        job.fd, job.temp = made
-    start_writeback(job.fd, 0, 0)
-    return None
 
 
 def _settled(job: PendingInstall) -> Outcome[os.stat_result]:

@@ -213,11 +213,10 @@ class LocalWriter:
 
     The temporary file is made by the first write, on the reactor thread like the writes
     themselves (one C{open}: cheaper than a hand-over to a thread and back, which small PUTs
-    paid for twice); an empty body has none (C{-1} and C{""} go to C{commit_file}, which makes
-    one if it needs it). Every L{WRITEBACK_STEP} bytes the kernel is asked to start writing them
-    out, so that the commit's fsync does not write a whole large body while the client waits,
-    and the stretch before is dropped from the page cache once written (in a thread,
-    L{gateway.backends.localsync.drop_written}).
+    paid for twice), or by L{commit} for an empty body. Every L{WRITEBACK_STEP} bytes the
+    kernel is asked to start writing them out, so that the commit's fsync does not write a whole
+    large body while the client waits, and the stretch before is dropped from the page cache
+    once written (in a thread, L{gateway.backends.localsync.drop_written}).
 
     Without C{open_temp} it takes a folder marker's body, which must be empty.
 
@@ -225,7 +224,7 @@ class LocalWriter:
         temporary file of an aborted write).
     :param commit_file: C{commit_file(fd, temp, metadata, condition)}: puts the temporary file
         in place (or removes it, whatever happens: a write whose condition failed is aborted);
-        fires with the new object's info.
+        fires with the new object's info. A folder marker's has no file (C{-1} and C{""}).
     :param open_temp: makes a new temporary file: its descriptor and path.
     """
 
@@ -297,6 +296,12 @@ class LocalWriter:
         if self._error is not None:
             error = self._error
             return self._discard().addCallback(lambda _: fail(error))
+        if self._fd < 0 and self._open_temp is not None:
+            # An empty body: its (empty) temporary file, made as a first write would.
+            try:
+                self._fd, self._temp = self._open_temp()
+            except OSError:
+                return fail()
         fd, temp = self._fd, self._temp
         self._fd = -1
         return self._commit_file(fd, temp, metadata, condition)

@@ -14,6 +14,7 @@ import shutil
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from gateway.backends import localfs, localretire
+from gateway.backends.localcommits import settle
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localkeys import RESERVED, check_upload_id, split_key
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey, NoSuchUpload
@@ -57,8 +58,7 @@ def store_part(
     """
     retired: Optional[str] = None
     try:
-        os.fsync(fd)
-        st = os.fstat(fd)
+        st = settle(fd)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         target = os.path.join(folder, str(part_number))
         try:
@@ -67,7 +67,6 @@ def store_part(
             pass
         os.replace(temp, target)
     finally:
-        os.close(fd)
         localfs.remove_file(temp)
         if retired is not None:
             backend.retirements.remove_later(retired)
@@ -80,15 +79,11 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
     root = backend.real_root()
     folder = upload_directory(root, upload_id)
 
-    def commit(fd: int, temp: str, metadata: WriteMetadata) -> ObjectInfo:
-        if fd < 0:
-            # An empty part.
-            fd, temp = backend.temp_file(root)
-        return store_part(backend, root, upload_id, folder, part_number, fd, temp, metadata.etag)
-
     return LocalWriter(
         backend._run,
-        lambda fd, temp, metadata, condition: backend._run(commit, fd, temp, metadata),
+        lambda fd, temp, metadata, condition: backend._run(
+            store_part, backend, root, upload_id, folder, part_number, fd, temp, metadata.etag
+        ),
         lambda: backend.temp_file(root),
     )
 

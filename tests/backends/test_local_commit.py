@@ -63,7 +63,7 @@ async def test_put_is_one_hand_over(
     committer = f"s3gateway-commits-{os.stat(root).st_dev}"  # the filesystem's commit thread
     assert calls == [] and committed == [(committer, ["a/b/c"])]
     assert info.size == 4 and (root / "a" / "b" / "c").read_bytes() == b"body"
-    # An empty body has no temporary file before the commit: the commit's thread makes it.
+    # An empty body has no temporary file before the commit: the commit makes it.
     writer = await backend.start_write("empty")
     assert list((root / ".s3gateway" / "tmp").iterdir()) == []
     await writer.commit(metadata_for(b""))
@@ -305,12 +305,10 @@ def pending_put(
     """
     from gateway.model import WriteCondition
 
-    root = backend.real_root()
-    fd, temp = backend.temp_file(root) if body else (-1, "")
-    if body:
-        os.write(fd, body)
+    fd, temp = backend.temp_file(backend.real_root())
+    os.write(fd, body)
     wanted = WriteCondition(**condition) if condition else None  # type: ignore[arg-type]
-    return PendingInstall(key, root, fd, temp, metadata_for(body), wanted)
+    return PendingInstall(key, fd, temp, metadata_for(body), wanted)
 
 
 @pytest_twisted.ensureDeferred
@@ -431,5 +429,6 @@ async def test_large_puts_committed_in_the_pool(
     committed = batches(monkeypatch, backend)
     await put(backend, "small", b"123456789")
     await put(backend, "large", b"1234567890")
-    assert [keys for _, keys in committed] == [["small"]] and calls == ["install"]
+    on_commit_thread = [keys for name, keys in committed if name.startswith("s3gateway-commits")]
+    assert on_commit_thread == [["small"]] and calls == ["install"]
     assert await get(backend, "large") == b"1234567890"

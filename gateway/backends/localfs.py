@@ -24,6 +24,8 @@ from gateway.backends.localsync import (
     WRITEBACK_STEP,
     drop_written,
     fsync_directory,
+    release_reserved,
+    reserve,
     start_writeback,
 )
 from gateway.interfaces import BackendError, IObjectWriter, InvalidObjectKey
@@ -216,7 +218,9 @@ class LocalWriter:
     paid for twice), or by L{commit} for an empty body. Every L{WRITEBACK_STEP} bytes the
     kernel is asked to start writing them out, so that the commit's fsync does not write a whole
     large body while the client waits, and the stretch before is dropped from the page cache
-    once written (in a thread, L{gateway.backends.localsync.drop_written}).
+    once written (in a thread, L{gateway.backends.localsync.drop_written}). Past the first step,
+    the blocks of the next two are reserved ahead (L{gateway.backends.localsync.reserve}), and
+    what is reserved past the end is given back before the commit.
 
     Without C{open_temp} it takes a folder marker's body, which must be empty.
 
@@ -245,6 +249,10 @@ class LocalWriter:
         self._written = 0
         self._flushed = 0
         self._dropped = 0
+        #: The end of the blocks reserved ahead (from the first step on: a body smaller than a
+        #: step reserves nothing).
+        self._reserved = 0
+        self._reserving = True
         self._open = True
         self._error: Optional[Exception] = None
 
@@ -266,12 +274,27 @@ class LocalWriter:
             write_all(self._fd, data)
             self._written += len(data)
             if self._written - self._flushed >= WRITEBACK_STEP:
+                self._reserve_ahead()
                 start_writeback(self._fd, self._flushed, self._written - self._flushed)
                 self._drop_behind()
                 self._flushed = self._written
         except OSError as e:
             # Reported by commit: the protocol answers then, and the upload stores nothing.
             self._error = e
+
+    def _reserve_ahead(self) -> None:
+        """
+        Reserve blocks up to two steps past what is written once less than one is left; stop
+        asking for good where the filesystem refuses.
+        """
+        if not self._reserving or self._written + WRITEBACK_STEP <= self._reserved:
+            return
+        start = max(self._reserved, self._written)
+        end = self._written + 2 * WRITEBACK_STEP
+        if reserve(self._fd, start, end - start):
+            self._reserved = end
+        else:
+            self._reserving = False
 
     def _drop_behind(self) -> None:
         """
@@ -304,7 +327,12 @@ class LocalWriter:
                 return fail()
         fd, temp = self._fd, self._temp
         self._fd = -1
-        return self._commit_file(fd, temp, metadata, condition)
+        if self._reserved <= self._written:
+            return self._commit_file(fd, temp, metadata, condition)
+        # Blocks reserved past the end stay the file's until it is cut to its size (a failure
+        # to cut it leaves them there; the commit goes ahead, and takes the file either way).
+        released = self._run(release_reserved, fd, self._written)
+        return released.addBoth(lambda _: self._commit_file(fd, temp, metadata, condition))
 
     def abort(self) -> "Deferred[None]":
         if self._open:

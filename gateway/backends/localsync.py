@@ -23,6 +23,13 @@ memory is dear: on this virtual machine (free pages reported back to the host) t
 gigabyte newly taken into the cache cost the writer about 2 s of CPU more, and uploads went from
 about 600 to 330 MB/s whenever other processes had used and freed the memory; reused stretch by
 stretch, they stay at about 560 (bench/RESULTS.md).
+
+Ahead of the writes, a large upload's blocks are reserved two stretches at a time (L{reserve},
+``fallocate`` keeping the file's size). Without it ext4's delayed allocation reserved and looked
+up blocks page by page inside every C{write}, a fifth of the reactor thread's time in a 1 GiB PUT
+(``perf``); with it the writer spent 5% less CPU per GiB, alternating PUTs of 1 GiB against the
+commit before (2.70-2.74 against 2.80-2.84 CPU s/GiB, medians of eight). The blocks reserved past
+the end are given back when the upload is committed (L{release_reserved}).
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ SYNC_FILE_RANGE_WRITTEN = 1 | 2 | 4
 
 #: Bytes written between two writeback hints.
 WRITEBACK_STEP = 32 * 1024 * 1024
+
+#: ``FALLOC_FL_KEEP_SIZE`` from ``<linux/falloc.h>``: allocate blocks without changing the size.
+FALLOC_FL_KEEP_SIZE = 1
 
 
 def fsync_directory(path: str) -> None:
@@ -157,6 +167,48 @@ def _load_sync_file_range() -> Optional[Callable[[int, int, int, int], int]]:
 
 
 _sync_file_range = _load_sync_file_range()
+
+
+def _load_fallocate() -> Optional[Callable[[int, int, int, int], int]]:
+    """
+    libc's ``fallocate`` (Linux), else C{None}. Not C{os.posix_fallocate}: where a filesystem
+    cannot allocate ahead, glibc's version writes zeros instead, which would double a write.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        function = ctypes.CDLL(name, use_errno=True).fallocate
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_fallocate = _load_fallocate()
+
+
+def reserve(fd: int, offset: int, length: int) -> bool:
+    """
+    Ask the filesystem to allocate C{length} bytes of C{fd} from C{offset} for writes to come,
+    without changing the file's size; whether it did. A hint: where it cannot (not Linux, a
+    filesystem without ``fallocate``, no space left) the writes allocate as they go, and report
+    a full disk themselves.
+    """
+    if _fallocate is None:
+        return False
+    return _fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length) == 0
+
+
+def release_reserved(fd: int, size: int) -> None:
+    """
+    Give back the blocks L{reserve} allocated past the end of C{fd}'s C{size} bytes (cutting a
+    file to its own size frees them); blocks, since freeing blocks may wait for the disk. A
+    failure leaves them allocated and is not raised: the data is whole either way.
+    """
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:

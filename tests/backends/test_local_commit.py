@@ -209,6 +209,72 @@ async def test_writeback_started_every_step(
     assert await get(backend, "big") == b"x" * 30
 
 
+@pytest_twisted.ensureDeferred
+async def test_blocks_reserved_ahead_and_the_rest_given_back(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = 1 << 20
+    monkeypatch.setattr(localfs, "WRITEBACK_STEP", step)
+    reserved: List[tuple] = []  # type: ignore[type-arg]
+    real_reserve = localfs.reserve
+
+    def recording(fd: int, offset: int, length: int) -> bool:
+        done = real_reserve(fd, offset, length)
+        reserved.append((offset, length, done))
+        return done
+
+    monkeypatch.setattr(localfs, "reserve", recording)
+    calls = hand_overs(monkeypatch, backend)
+    writer = await backend.start_write("big")
+    body = b"r" * (step // 2)
+    for _ in range(5):
+        writer.write(body)
+    if not all(done for _, _, done in reserved):
+        pytest.skip("this filesystem cannot allocate ahead")
+    # Once past the first step: up to two steps past what was written, asked once, since the
+    # next step still had one in hand.
+    assert [(offset, length) for offset, length, _ in reserved] == [(step, 2 * step)]
+    held = os.fstat(writer._fd)  # type: ignore[attr-defined]
+    assert held.st_size == 5 * len(body) and held.st_blocks * 512 >= 3 * step
+    info = await writer.commit(metadata_for(body * 5))
+    assert "release_reserved" in calls
+    stored = os.stat(backend.real_root() + "/big")
+    assert info.size == stored.st_size == 5 * len(body)
+    assert stored.st_blocks * 512 < 3 * step  # what lay past the end was given back
+    assert await get(backend, "big") == body * 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_filesystem_that_cannot_reserve_is_asked_once(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(localfs, "WRITEBACK_STEP", 10)
+    asked: List[int] = []
+    monkeypatch.setattr(localfs, "reserve", lambda fd, offset, n: asked.append(offset) or False)
+    calls = hand_overs(monkeypatch, backend)
+    writer = await backend.start_write("big")
+    for _ in range(10):
+        writer.write(b"z" * 6)
+    await writer.commit(metadata_for(b"z" * 60))
+    assert asked == [12] and "release_reserved" not in calls
+    assert await get(backend, "big") == b"z" * 60
+
+
+def test_reserve_and_release_on_a_real_file(tmp_path: Path) -> None:
+    from gateway.backends.localsync import release_reserved, reserve
+
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"q" * 1000)
+        f.flush()
+        if not reserve(f.fileno(), 1000, 1 << 20):
+            pytest.skip("this filesystem cannot allocate ahead")
+        assert os.fstat(f.fileno()).st_size == 1000  # the size is kept
+        assert os.fstat(f.fileno()).st_blocks * 512 >= 1 << 20
+        release_reserved(f.fileno(), 1000)
+        assert os.fstat(f.fileno()).st_blocks * 512 < 1 << 20
+    assert (tmp_path / "f").read_bytes() == b"q" * 1000
+
+
 def test_drop_written_on_a_real_file(tmp_path: Path) -> None:
     from gateway.backends.localsync import drop_written
 

@@ -30,6 +30,7 @@ from gateway.config import (
     parse_workers,
     read_config_file,
 )
+from gateway.allocator import keep_freed_memory
 from gateway.heap import freeze_startup_heap
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
 from gateway.serving import build_site, open_store
@@ -142,6 +143,7 @@ class GatewayService(MultiService):
         listener._raiseSynchronously = True
         listener.setName("listener")
         listener.setServiceParent(self)
+        keep_freed_memory()
         freeze_startup_heap()
         self.log.info(
             "s3gateway listening on {listen}, data in {data}",

@@ -34,6 +34,7 @@ from twisted.logger import (
 from twisted.python.reflect import safe_str
 from zope.interface import provider
 
+from gateway.allocator import keep_freed_memory
 from gateway.drain import ConnectionTracker, drain
 from gateway.heap import freeze_startup_heap
 from gateway.logrelay import event_as_json
@@ -98,6 +99,7 @@ class Worker:
         accept_fairly(self.port)
         # The port holds its own duplicate; closing ours lets the socket close with the port.
         os.close(self.arguments.fd)
+        keep_freed_memory()
         freeze_startup_heap()
         _log.info("worker {pid} serving", pid=os.getpid())
 

@@ -151,40 +151,29 @@ class SharedSyncs:
         self._condition.notify_all()
 
 
-def _load_sync_file_range() -> Optional[Callable[[int, int, int, int], int]]:
+def _libc_function(name: str, *argtypes: type) -> Optional[Callable[..., int]]:
     """
-    libc's ``sync_file_range``, where there is one (Linux), else C{None}.
+    libc's function C{name}, taking C{argtypes} and returning an C{int}, where there is one
+    (these are Linux's), else C{None}.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        function = libc.sync_file_range
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.argtypes = list(argtypes)
     function.restype = ctypes.c_int
     return function  # type: ignore[no-any-return]
 
 
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = _libc_function(
+    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+)
 
-
-def _load_fallocate() -> Optional[Callable[[int, int, int, int], int]]:
-    """
-    libc's ``fallocate`` (Linux), else C{None}. Not C{os.posix_fallocate}: where a filesystem
-    cannot allocate ahead, glibc's version writes zeros instead, which would double a write.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        function = ctypes.CDLL(name, use_errno=True).fallocate
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_fallocate = _load_fallocate()
+#: Not C{os.posix_fallocate}: where a filesystem cannot allocate ahead, glibc's version writes
+#: zeros instead, which would double a write.
+_fallocate = _libc_function(
+    "fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64
+)
 
 
 def reserve(fd: int, offset: int, length: int) -> bool:

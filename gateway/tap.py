@@ -22,6 +22,7 @@ from twisted.python import usage
 
 from gateway.accessfile import AccessLogFile
 from gateway.accesslog import json_observer
+from gateway.allocator import keep_freed_memory
 from gateway.bootstrap import ensure_admin_user
 from gateway.config import (
     ConfigError,
@@ -30,7 +31,6 @@ from gateway.config import (
     parse_workers,
     read_config_file,
 )
-from gateway.allocator import keep_freed_memory
 from gateway.heap import freeze_startup_heap
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
 from gateway.serving import build_site, open_store

@@ -57,6 +57,7 @@ def store_part(
     or not.
     """
     retired: Optional[str] = None
+    renamed = False
     try:
         st = settle(fd)
         os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -66,8 +67,10 @@ def store_part(
         except FileNotFoundError:
             pass
         os.replace(temp, target)
+        renamed = True
     finally:
-        localfs.remove_file(temp)
+        if not renamed:
+            localfs.remove_file(temp)
         if retired is not None:
             backend.retirements.remove_later(retired)
     backend.syncs.sync(folder)

@@ -651,6 +651,34 @@ async def test_part_files(backend: LocalBackend, root: Path) -> None:
     assert tree(uploads) == []
 
 
+@pytest_twisted.ensureDeferred
+async def test_part_temporary_file_removed_only_when_not_renamed(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.backends import localfs
+
+    removed: List[str] = []
+    real_remove = localfs.remove_file
+
+    def recording(path: str) -> None:
+        removed.append(path)
+        real_remove(path)
+
+    monkeypatch.setattr(localfs, "remove_file", recording)
+    await write_part(backend, "up", 1, b"one")
+    assert removed == []  # the rename took the temporary name: nothing left to remove
+
+    def refused_rename(source: str, target: str) -> None:
+        raise PermissionError(errno.EACCES, "refused", target)
+
+    monkeypatch.setattr(os, "replace", refused_rename)
+    with pytest.raises(PermissionError):
+        await write_part(backend, "up", 2, b"two")
+    assert [os.path.dirname(path) for path in removed] == [str(root / ".s3gateway" / "tmp")]
+    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert tree(root / ".s3gateway" / "uploads") == ["up", "up/1"]
+
+
 @pytest.mark.parametrize("broken", [["copy_file_range"], ["copy_file_range", "sendfile"]])
 @pytest_twisted.ensureDeferred
 async def test_copy_fallbacks(  # type: ignore[no-untyped-def]

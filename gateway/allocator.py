@@ -18,9 +18,9 @@ after one.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
-from typing import Callable, Optional
+
+from gateway.libc import libc_function
 
 #: ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` from glibc's ``<malloc.h>``.
 M_TRIM_THRESHOLD = -1
@@ -33,27 +33,15 @@ TRIM_THRESHOLD = 16 * 1024 * 1024
 MMAP_THRESHOLD = 4 * 1024 * 1024
 
 
-def _load_mallopt() -> Optional[Callable[[int, int], int]]:
-    """
-    glibc's ``mallopt``, or C{None} under another C library (whose allocator has other rules).
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        function = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
 def keep_freed_memory() -> bool:
     """
     Set the thresholds for this process; whether the allocator took them (C{False} where the
     C library is not glibc).
     """
-    mallopt = _load_mallopt()
+    # Another C library's allocator has other rules (and may take the same numbers for others).
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = libc_function("mallopt", ctypes.c_int, ctypes.c_int)
     if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(

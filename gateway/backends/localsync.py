@@ -35,13 +35,14 @@ the end are given back when the upload is committed (L{release_reserved}).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 from attrs import define
+
+from gateway.libc import libc_function
 
 #: ``SYNC_FILE_RANGE_WRITE`` from ``<linux/fs.h>``: start writeback of dirty pages, do not wait.
 SYNC_FILE_RANGE_WRITE = 2
@@ -151,27 +152,13 @@ class SharedSyncs:
         self._condition.notify_all()
 
 
-def _libc_function(name: str, *argtypes: type) -> Optional[Callable[..., int]]:
-    """
-    libc's function C{name}, taking C{argtypes} and returning an C{int}, where there is one
-    (these are Linux's), else C{None}.
-    """
-    try:
-        function = getattr(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True), name)
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.argtypes = list(argtypes)
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_sync_file_range = _libc_function(
+_sync_file_range = libc_function(
     "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
 )
 
 #: Not C{os.posix_fallocate}: where a filesystem cannot allocate ahead, glibc's version writes
 #: zeros instead, which would double a write.
-_fallocate = _libc_function(
+_fallocate = libc_function(
     "fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64
 )
 

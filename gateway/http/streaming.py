@@ -310,3 +310,11 @@ class StreamingSite(server.Site):
 
     def log(self, request: http.Request) -> None:
         pass
+
+    def acceptableProtocols(self) -> List[bytes]:
+        """
+        The protocols offered over TLS's ALPN: HTTP/1.1 only, which is all L{StreamingChannel}
+        speaks. twisted.web's Site would offer HTTP/2 too wherever the C{h2} package happens to
+        be installed, and a client that took it would get HTTP/1.1 answers.
+        """
+        return [b"http/1.1"]

@@ -140,6 +140,8 @@ class Daemon:
     extra_args: Tuple[str, ...] = ()
     region: str = "us-east-1"
     extra_env: Mapping[str, str] = field(factory=dict)
+    #: The endpoint string; plain HTTP on 127.0.0.1 and L{port} when C{None}.
+    listen: Optional[str] = None
     process: Optional["subprocess.Popen[bytes]"] = None
 
     @property
@@ -165,7 +167,7 @@ class Daemon:
         argv = [
             str(venv_bin("twistd")), "-n", "--pidfile=", "s3gateway",
             "--data", str(self.data_dir),
-            "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+            "--listen", self.listen or f"tcp:{self.port}:interface=127.0.0.1",
             "--region", self.region,
             *self.extra_args,
         ]  # fmt: skip

@@ -7,10 +7,12 @@ go through L{twisted.internet.endpoints.serverFromString}, which would start acc
 supervisor. L{parse_listen} reads the endpoint types that can be shared this way and refuses the
 others with a message that says what to use instead; L{open_listening_socket} makes the socket.
 
-Supported: ``tcp:PORT[:interface=ADDR][:backlog=N]``, ``tcp6:...`` (the same) and
-``systemd:domain=INET|INET6:index=I``. Not supported with workers: ``ssl:`` (each worker would
-need its own TLS wrapping) and ``unix:`` (an adopted UNIX port removes the socket's path when one
-worker stops, cutting off the others).
+Supported: ``tcp:PORT[:interface=ADDR][:backlog=N]``, ``tcp6:...`` (the same),
+``ssl:PORT:privateKey=KEY[:certKey=CERT][:extraCertChain=CHAIN][:dhParameters=DH]`` with the
+same ``interface`` and ``backlog`` (each worker then wraps its connections in TLS, with the files
+of L{ListenSpec.tls}), and ``systemd:domain=INET|INET6:index=I``. Not supported with workers:
+``ssl:``'s ``sslmethod`` (Twisted's default, TLS 1.2 and later, is kept) and ``unix:`` (an
+adopted UNIX port removes the socket's path when one worker stops, cutting off the others).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 from attrs import frozen
 from twisted.internet.abstract import isIPv6Address
+
+from gateway.tls import TLSFiles
 
 #: Twisted's listen backlog, used when the endpoint names none, as in the single-process gateway.
 DEFAULT_BACKLOG = 50
@@ -45,6 +49,7 @@ class ListenSpec:
     :ivar port: the TCP port (0 for any); unused for systemd.
     :ivar backlog: the listen backlog.
     :ivar inherited_fd: the descriptor systemd passed, or C{None} to bind a new socket.
+    :ivar tls: the key and certificates of an ``ssl:`` endpoint, or C{None} for plain TCP.
     """
 
     family: int
@@ -52,6 +57,7 @@ class ListenSpec:
     port: int = 0
     backlog: int = DEFAULT_BACKLOG
     inherited_fd: Optional[int] = None
+    tls: Optional[TLSFiles] = None
 
 
 def split_endpoint(description: str) -> Tuple[str, List[str], Dict[str, str]]:
@@ -92,12 +98,41 @@ def parse_listen(description: str) -> ListenSpec:
     kind, positional, keywords = split_endpoint(description)
     if kind in ("tcp", "tcp6"):
         return _parse_tcp(kind, positional, keywords, description)
+    if kind == "ssl":
+        return _parse_ssl(positional, keywords, description)
     if kind == "systemd":
         return _parse_systemd(keywords, description)
     raise UnsupportedEndpoint(
-        f"--workers above 1 cannot share the endpoint {description!r}: only tcp:, tcp6: and "
-        "systemd: (domain INET or INET6) endpoints can be; for TLS put a TLS proxy in front of "
-        "a tcp: endpoint, or run one worker"
+        f"--workers above 1 cannot share the endpoint {description!r}: only tcp:, tcp6:, ssl: "
+        "and systemd: (domain INET or INET6) endpoints can be; run one worker for the others"
+    )
+
+
+#: The keywords of an ``ssl:`` endpoint that name its files, and the positions Twisted's parser
+#: gives them (after the port; ``sslmethod``, third, is refused).
+_TLS_KEYWORDS = ("privateKey", "certKey", "extraCertChain", "dhParameters")
+_SSL_POSITIONS = ("port", "privateKey", "certKey", "sslmethod", "interface", "backlog",
+                  "extraCertChain", "dhParameters")
+
+
+def _parse_ssl(positional: List[str], keywords: Dict[str, str], description: str) -> ListenSpec:
+    if len(positional) > len(_SSL_POSITIONS):
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    values = dict(zip(_SSL_POSITIONS, positional))
+    values.update(keywords)
+    if "sslmethod" in values:
+        raise UnsupportedEndpoint(
+            f"--workers above 1 cannot use sslmethod in {description!r}: leave it out (TLS 1.2 "
+            "and later are offered), or run one worker"
+        )
+    files = {name: values.pop(name) for name in _TLS_KEYWORDS if name in values}
+    spec = _parse_tcp("tcp", [], values, description)
+    return ListenSpec(
+        family=spec.family,
+        interface=spec.interface,
+        port=spec.port,
+        backlog=spec.backlog,
+        tls=TLSFiles.from_keywords(**files),
     )
 
 
@@ -108,7 +143,7 @@ def _parse_tcp(
     values = dict(zip(names, positional))
     values.update(keywords)
     unknown = set(values) - set(names)
-    if unknown or "port" not in values:
+    if unknown or "port" not in values or len(positional) > len(names):
         raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
     try:
         port = int(values["port"])

@@ -33,6 +33,7 @@ from gateway.config import (
 )
 from gateway.heap import freeze_startup_heap
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
+from gateway.tls import TLSSetupError, server_options
 from gateway.serving import build_site, open_store
 from gateway.workers import WorkerSupervisor
 
@@ -83,9 +84,12 @@ class Options(usage.Options):
         try:
             self.settings["workers"] = parse_workers(self.settings["workers"])
             if self.settings["workers"] > 1:
-                parse_listen(self.settings["listen"])
+                spec = parse_listen(self.settings["listen"])
+                if spec.tls is not None:
+                    # Loaded once here, so that a bad file is one message, not a crash loop.
+                    server_options(spec.tls)
             parse_boolean("signature_v2", self.settings["signature_v2"])
-        except (ConfigError, UnsupportedEndpoint) as error:
+        except (ConfigError, UnsupportedEndpoint, TLSSetupError) as error:
             raise usage.UsageError(str(error))
         self.settings["data"] = os.path.abspath(self.settings["data"] or ".")
         if self.settings["access_log"]:
@@ -164,6 +168,7 @@ class GatewayService(MultiService):
             self.settings["workers"],
             self.settings,
             lambda: open_listening_socket(spec),
+            tls=spec.tls,
         )
         supervisor.setName("workers")
         supervisor.setServiceParent(self)

@@ -3,7 +3,8 @@ One worker process of a gateway with ``--workers N``: ``python -m gateway.worker
 
 The supervisor (L{gateway.workers}) has bound the listening socket and passes it as a file
 descriptor; the worker opens the metadata store, builds the same site as a single-process gateway
-(L{gateway.serving.build_site}) and adopts the socket. Its log events go to standard output as
+(L{gateway.serving.build_site}) and adopts the socket, wrapping its connections in TLS for an
+``ssl:`` endpoint (L{gateway.tls}). Its log events go to standard output as
 JSON lines, which the supervisor relays into its own log.
 
 On SIGTERM (or when its supervisor is gone) it stops accepting, lets the requests in flight
@@ -31,6 +32,7 @@ from twisted.logger import (
     FileLogObserver,
     globalLogBeginner,
 )
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.reflect import safe_str
 from zope.interface import provider
 
@@ -40,6 +42,7 @@ from gateway.heap import freeze_startup_heap
 from gateway.logrelay import event_as_json
 from gateway.accessfile import AccessLogFile
 from gateway.serving import build_site, open_store
+from gateway.tls import TLSFiles, server_options
 
 #: How long a stopping worker waits for requests in flight, in seconds.
 DEFAULT_DRAIN_TIMEOUT = 30.0
@@ -61,6 +64,8 @@ def parse_arguments(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--family", type=int, required=True, help="its address family")
     parser.add_argument("--settings", type=json.loads, required=True, help="settings, as JSON")
+    parser.add_argument("--tls", type=json.loads, default=None,
+                        help="serve TLS with these files (gateway.tls.TLSFiles, as JSON)")
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
     parser.add_argument("--supervisor-pid", type=int, default=None,
                         help="stop when this process is no longer the parent")
@@ -93,8 +98,12 @@ class Worker:
         self.tracker = ConnectionTracker(
             build_site(self.store, settings, self.reactor, self.access_log)
         )
+        factory: Any = self.tracker
+        if self.arguments.tls is not None:
+            options = server_options(TLSFiles.from_json(self.arguments.tls))
+            factory = TLSMemoryBIOFactory(options, False, self.tracker)
         self.port = self.reactor.adoptStreamPort(
-            self.arguments.fd, self.arguments.family, self.tracker
+            self.arguments.fd, self.arguments.family, factory
         )
         accept_fairly(self.port)
         # The port holds its own duplicate; closing ours lets the socket close with the port.

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 import gateway
 from gateway.logrelay import LineRelay
+from gateway.tls import TLSFiles
 from gateway.worker import DEFAULT_DRAIN_TIMEOUT
 
 #: The descriptor number under which a worker receives the listening socket.
@@ -76,13 +77,15 @@ class RestartBackoff:
 
 
 def worker_argv(
-    settings: Mapping[str, Any], family: int, drain_timeout: float
+    settings: Mapping[str, Any], family: int, drain_timeout: float,
+    tls: Optional[TLSFiles] = None,
 ) -> List[str]:
     """
-    The command line of one worker process.
+    The command line of one worker process; with C{tls}, it serves TLS with those files (their
+    paths only: the key itself is read by the worker).
     """
     worker_settings = {name: settings.get(name) for name in WORKER_SETTINGS}
-    return [
+    argv = [
         sys.executable, "-m", "gateway.worker",
         "--fd", str(WORKER_LISTEN_FD),
         "--family", str(int(family)),
@@ -90,6 +93,9 @@ def worker_argv(
         "--drain-timeout", str(drain_timeout),
         "--supervisor-pid", str(os.getpid()),
     ]  # fmt: skip
+    if tls is not None:
+        argv += ["--tls", json.dumps(tls.as_json())]
+    return argv
 
 
 def worker_environment(environ: Mapping[str, str]) -> Dict[str, str]:
@@ -157,6 +163,8 @@ class WorkerSupervisor(Service):
 
     :param open_socket: makes the listening socket (L{gateway.listening.open_listening_socket}
         bound to a spec); called when the service starts, so a port in use fails the start.
+    :param tls: the key and certificates with which workers serve TLS, or C{None} for plain
+        TCP.
     :param publisher: where the workers' log events go (twisted.logger's global publisher
         unless a test gives another).
     """
@@ -173,6 +181,7 @@ class WorkerSupervisor(Service):
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         backoff: Optional[RestartBackoff] = None,
         environ: Optional[Mapping[str, str]] = None,
+        tls: Optional[TLSFiles] = None,
     ) -> None:
         if publisher is None:
             from twisted.logger import globalLogPublisher
@@ -186,6 +195,7 @@ class WorkerSupervisor(Service):
         self.drain_timeout = drain_timeout
         self.backoff = backoff if backoff is not None else RestartBackoff()
         self.environ = os.environ if environ is None else environ
+        self.tls = tls
         self.workers: List[WorkerProcess] = []
         self.socket: Optional[socket.socket] = None
         self._pending_restarts: List[Any] = []
@@ -221,7 +231,7 @@ class WorkerSupervisor(Service):
         self.reactor.spawnProcess(
             protocol,
             sys.executable,
-            worker_argv(self.settings, self.socket.family, self.drain_timeout),
+            worker_argv(self.settings, self.socket.family, self.drain_timeout, self.tls),
             env=worker_environment(self.environ),
             childFDs={0: "w", 1: "r", 2: "r", WORKER_LISTEN_FD: self.socket.fileno()},
         )

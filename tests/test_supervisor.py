@@ -10,11 +10,15 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger, LogLevel, eventAsJSON
 from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
 
-from gateway.drain import ConnectionTracker, drain
+from gateway.drain import IDLE_CLOSE_GRACE, ConnectionTracker, drain
+from gateway.http.streaming import StreamingSite
 from gateway.listening import (
     DEFAULT_BACKLOG,
     ListenSpec,
@@ -24,7 +28,8 @@ from gateway.listening import (
     split_endpoint,
 )
 from gateway.logrelay import LineRelay
-from gateway.worker import portable_event
+from gateway.tls import TLSFiles
+from gateway.worker import parse_arguments, portable_event
 from gateway.workers import (
     KILL_GRACE,
     WORKER_LISTEN_FD,
@@ -105,7 +110,20 @@ def test_start_spawns_workers_with_the_socket(listening) -> None:
         assert "json_log" not in args[args.index("--settings") + 1]
         assert "S3GW_SECRET_KEY" not in spawn["env"] and "S3GW_ACCESS_KEY" not in spawn["env"]
         assert spawn["env"]["PYTHONPATH"].endswith("/elsewhere")
+        assert "--tls" not in args
     assert sorted(supervisor.pids) == [1001, 1002]
+
+
+def test_workers_are_told_the_tls_files(listening) -> None:
+    reactor = ProcessReactor()
+    tls = TLSFiles("/etc/gw/key.pem", "/etc/gw/cert.pem", extra_cert_chain="/etc/gw/chain.pem")
+    supervisor = WorkerSupervisor(reactor, 1, SETTINGS, lambda: listening, publisher=[].append,
+                                  tls=tls)
+    supervisor.startService()
+    args = reactor.spawned[0]["args"]
+    arguments = parse_arguments(args[3:])
+    assert TLSFiles.from_json(arguments.tls) == tls
+    assert arguments.fd == WORKER_LISTEN_FD
 
 
 def test_dead_worker_is_restarted_after_a_growing_delay(listening) -> None:
@@ -225,10 +243,28 @@ def test_parse_listen(description: str, spec: ListenSpec) -> None:
     assert parse_listen(description) == spec
 
 
+def test_parse_listen_tls(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_listen("ssl:443:privateKey=k.pem:interface=127.0.0.1:backlog=9") == ListenSpec(
+        socket.AF_INET, "127.0.0.1", 443, 9, tls=TLSFiles.from_keywords(privateKey="k.pem")
+    )
+    # Twisted's positional order: port, privateKey, certKey (sslmethod, refused, comes next).
+    assert parse_listen("ssl:8443:/etc/k.pem:/etc/c.pem:dhParameters=dh.pem") == ListenSpec(
+        socket.AF_INET, "", 8443,
+        tls=TLSFiles("/etc/k.pem", "/etc/c.pem", dh_parameters=str(tmp_path / "dh.pem")),
+    )
+    assert parse_listen("ssl:443:interface=\\:\\:1:extraCertChain=/c").tls == TLSFiles(
+        str(tmp_path / "server.pem"), str(tmp_path / "server.pem"), extra_cert_chain="/c"
+    )
+    assert parse_listen("ssl:443:interface=\\:\\:1").family == socket.AF_INET6
+
+
 @pytest.mark.parametrize(
     "description",
-    ["ssl:443:privateKey=k.pem", "unix:/run/gw.sock", "systemd:domain=UNIX:index=0",
-     "tcp:http", "tcp", "tcp:80:frobnicate=1", "8333"],
+    ["ssl:443:privateKey=k.pem:sslmethod=TLSv1_2_METHOD", "ssl:443:k.pem:c.pem:TLSv1_METHOD",
+     "ssl:privateKey=k.pem", "ssl:443:frobnicate=1", "unix:/run/gw.sock",
+     "systemd:domain=UNIX:index=0", "tcp:http", "tcp", "tcp:80:frobnicate=1", "tcp:80:a:9:x",
+     "8333"],
 )
 def test_parse_listen_refuses(description: str) -> None:
     with pytest.raises(UnsupportedEndpoint):
@@ -279,6 +315,15 @@ class FakeSite:
         return channel
 
 
+def test_tracker_offers_http_1_1_over_alpn(monkeypatch) -> None:
+    # twisted.web offers h2 too where the h2 package is installed; the gateway's channel does
+    # not speak it.
+    monkeypatch.setattr(http, "H2_ENABLED", True)
+    tracker = ConnectionTracker(StreamingSite(Resource()))
+    assert IProtocolNegotiationFactory.providedBy(tracker)
+    assert tracker.acceptableProtocols() == [b"http/1.1"]
+
+
 def test_drain_closes_idle_waits_for_busy() -> None:
     reactor = MemoryReactorClock()
     tracker = ConnectionTracker(FakeSite())
@@ -293,6 +338,22 @@ def test_drain_closes_idle_waits_for_busy() -> None:
     busy.transport.disconnected = True
     reactor.advance(0.1)
     assert result == [0] and busy.transport.calls == []
+
+
+def test_drain_cuts_an_idle_connection_that_does_not_close() -> None:
+    # As over TLS: closing waits for the client's close_notify, which an idle client never sends.
+    reactor = MemoryReactorClock()
+    tracker = ConnectionTracker(FakeSite())
+    idle = tracker.buildProtocol("idle")
+    idle.transport.loseConnection = lambda: idle.transport.calls.append("lose")
+    result: list = []
+    drain(tracker, reactor, timeout=30.0).addCallback(result.append)
+    reactor.pump([0.1] * int(IDLE_CLOSE_GRACE / 0.1 - 1))
+    assert idle.transport.calls == ["lose"] and result == []
+    reactor.pump([0.1] * 3)
+    assert idle.transport.calls == ["lose", "abort"]
+    # Cut before the deadline: not counted among the connections aborted there.
+    assert result == [0]
 
 
 def test_drain_aborts_at_the_deadline() -> None:

@@ -13,6 +13,7 @@ from twisted.python import usage
 
 from gateway.config import DEFAULTS
 from gateway.tap import GatewayService, Options, makeService
+from tests.tlsfiles import make_tls_files
 
 
 def parse(*argv: str) -> Options:
@@ -83,9 +84,21 @@ def test_workers_from_config_file(tmp_path) -> None:
 
 def test_workers_refuse_an_endpoint_they_cannot_share() -> None:
     with pytest.raises(usage.UsageError, match="cannot share"):
-        parse("--workers", "2", "--listen", "ssl:8443:privateKey=key.pem")
+        parse("--workers", "2", "--listen", "unix:/tmp/gw.sock")
     # One worker serves any endpoint, as before.
     assert parse("--workers", "1", "--listen", "unix:/tmp/gw.sock").settings["workers"] == 1
+
+
+def test_workers_load_the_tls_files_before_starting(tmp_path) -> None:
+    files = make_tls_files(tmp_path)
+    listen = f"ssl:8443:privateKey={files['key']}:certKey={files['cert']}"
+    assert parse("--workers", "2", "--listen", listen).settings["listen"] == listen
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(usage.UsageError, match=f"cannot read the TLS private key {missing}"):
+        parse("--workers", "2", "--listen", f"ssl:8443:privateKey={missing}")
+    with pytest.raises(usage.UsageError, match="public and private keys do not match"):
+        parse("--workers", "2", "--listen",
+              f"ssl:8443:privateKey={files['other-key']}:certKey={files['cert']}")
 
 
 def test_make_service_builds_gateway_service(tmp_path) -> None:

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import string
 import time
 from pathlib import Path
@@ -75,10 +76,15 @@ class Client:
     One keep-alive HTTP connection to the daemon that sends SigV4-signed requests.
     """
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, tls: Optional[ssl.SSLContext] = None) -> None:
         self.daemon = daemon
         self.signer = Signer(daemon.access_key, daemon.secret_key)
-        self.connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=WAIT)
+        if tls is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=WAIT)
+        else:
+            self.connection = http.client.HTTPSConnection(
+                "127.0.0.1", daemon.port, timeout=WAIT, context=tls
+            )
         self.connection.connect()
 
     def send(self, method: str, path: str, body: bytes = b"", length: Optional[int] = None,
@@ -172,16 +178,17 @@ def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
 
 
 def clients_by_worker(daemon: Daemon, path: str, wanted: Set[int],
-                      attempts: int = 200) -> dict:
+                      attempts: int = 200, tls: Optional[ssl.SSLContext] = None) -> dict:
     """
-    Open fresh connections, each making one request (C{GET path}, which must succeed), until one
-    connection served by each pid of C{wanted} is found; the others are closed.
+    Open fresh connections (over TLS with C{tls}), each making one request (C{GET path}, which
+    must succeed), until one connection served by each pid of C{wanted} is found; the others are
+    closed.
 
     :return: C{{pid: open Client}}.
     """
     found: dict = {}
     for _ in range(attempts):
-        client = Client(daemon)
+        client = Client(daemon, tls)
         status, _ = client.request("GET", path)
         assert status == 200
         pid = client.server_pid()

@@ -25,6 +25,10 @@ setup(
             "s3cmd",
             "psutil",
             "pytest-timeout",
+            # Type checking (./tools/test runs it). mypy 2 no longer checks code for Python
+            # 3.9, which this package supports; mypy-zope reads zope.interface declarations.
+            "mypy>=1.10,<2",
+            "mypy-zope",
         ],
     },
     entry_points={"console_scripts": ["s3gateway-admin = gateway.admin:main"]},

@@ -8,12 +8,13 @@ and the signature are never part of an event: only the access key id.
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, cast
 
 from attrs import frozen
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
     Logger,
@@ -104,4 +105,6 @@ def json_observer(output: IO[str]) -> ILogObserver:
             return PredicateResult.yes
         return PredicateResult.no
 
-    return FilteringLogObserver(jsonFileLogObserver(output, recordSeparator=""), [at_least_info])
+    # A function is a predicate to Twisted (it is only called), though it declares no interface.
+    predicate = cast(ILogFilterPredicate, at_least_info)
+    return FilteringLogObserver(jsonFileLogObserver(output, recordSeparator=""), [predicate])

@@ -126,6 +126,14 @@ class LineRelay:
         return event
 
 
+def _level_name(value: object) -> str:
+    """
+    The name of C{value} if it is one of twisted.logger's levels, else C{""}.
+    """
+    name = getattr(value, "name", "")
+    return name if isinstance(name, str) and getattr(LogLevel, name, None) is value else ""
+
+
 def event_as_json(event: Dict[str, Any]) -> str:
     """
     C{event} as twisted.logger's C{eventAsJSON} writes it, quickly when every field is a plain
@@ -138,8 +146,8 @@ def event_as_json(event: Dict[str, Any]) -> str:
     for name, value in event.items():
         if type(value) in _PLAIN:
             plain[name] = value
-        elif name == "log_level" and getattr(LogLevel, getattr(value, "name", ""), None) is value:
-            plain[name] = {"name": value.name, "__class_uuid__": _LEVEL_CLASS}
+        elif name == "log_level" and (level := _level_name(value)):
+            plain[name] = {"name": level, "__class_uuid__": _LEVEL_CLASS}
         elif name == "log_logger":
             plain[name] = {"unpersistable": True}
         else:

@@ -7,13 +7,17 @@ never mutated afterwards, so nobody has to wonder who else holds it.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Tuple
+from typing import Iterable, Mapping, Optional, Tuple
 
 from attrs import field, frozen
 
 
 def _frozen_mapping(value: Optional[Mapping[str, str]]) -> Mapping[str, str]:
     return dict(value or {})
+
+
+def _int_tuple(values: Iterable[int]) -> Tuple[int, ...]:
+    return tuple(values)
 
 
 @frozen
@@ -45,7 +49,7 @@ class ObjectInfo:
     headers: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     parts_count: Optional[int] = None
     tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
-    part_sizes: Tuple[int, ...] = field(default=(), converter=tuple)
+    part_sizes: Tuple[int, ...] = field(default=(), converter=_int_tuple)
 
 
 @frozen

@@ -9,13 +9,14 @@ process would.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, cast
 
 from twisted.internet.defer import Deferred
 
 from gateway.accesslog import AccessRecord, log_access
 from gateway.backends import BackendRegistry
 from gateway.http.streaming import StreamingSite
+from gateway.interfaces import IMetadataStore
 from gateway.s3.app import S3Gateway
 from gateway.config import parse_boolean, parse_domains
 from gateway.s3.buckets import BucketPolicy
@@ -46,9 +47,12 @@ def build_site(
         by default, an access-log event into twistd's log.
     """
     gateway = S3Gateway(
-        CachingStore(store, reactor),
+        # A proxy: every IMetadataStore method, two of them answered from its cache.
+        cast(IMetadataStore, CachingStore(store, reactor)),
         BackendRegistry(str(settings["data"]), reactor),
-        BucketPolicy(settings["region"], settings["create_bucket_root"]),
+        BucketPolicy(
+            settings["region"], settings["create_bucket_root"]  # type: ignore[arg-type]
+        ),
         reactor,
         access_log=access_log or log_access,
         base_domains=parse_domains(settings.get("domains")),  # type: ignore[arg-type]

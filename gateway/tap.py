@@ -12,7 +12,7 @@ With ``--workers N`` above 1 the service supervises N worker processes instead o
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -80,7 +80,8 @@ class Options(usage.Options):
             "domains": self["domains"],
             "signature_v2": self["signature-v2"],
         }
-        self.settings = merge_settings(file_settings, command_line)
+        # Strings as read, then checked and converted in place (workers becomes a number).
+        self.settings: Dict[str, Any] = dict(merge_settings(file_settings, command_line))
         try:
             self.settings["workers"] = parse_workers(self.settings["workers"])
             if self.settings["workers"] > 1:
@@ -161,6 +162,7 @@ class GatewayService(MultiService):
         is done), binds the endpoint and starts the workers.
         """
         store, self.store = self.store, None
+        assert store is not None  # opened by _open_and_listen before it calls this
         await store.close()
         spec = parse_listen(self.settings["listen"])
         supervisor = WorkerSupervisor(
@@ -188,7 +190,7 @@ class GatewayService(MultiService):
         await super().stopService()  # type: ignore[misc]
         if self.store is not None:
             await self.store.close()
-        if self._json_observer is not None:
+        if self._json_observer is not None and self._json_log_file is not None:
             globalLogPublisher.removeObserver(self._json_observer)
             self._json_log_file.close()
         self._close_access_log()

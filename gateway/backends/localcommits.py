@@ -65,13 +65,15 @@ def install_many(
     for job in pending:
         start_writeback(job.fd, 0, 0)
     settled = [_settled(job) for job in pending]
-    placed: List[Outcome[Tuple[ObjectInfo, str]]] = [
-        st if isinstance(st, Failure) else outcome_of(
+    placed: List[Outcome[Tuple[ObjectInfo, str]]] = []
+    for job, st in zip(pending, settled):
+        if isinstance(st, Failure):
+            placed.append(st)
+            continue
+        placed.append(outcome_of(
             backend.put_in_place, job.key, job.temp, st, job.metadata, job.condition,
             job.parts_count, job.part_sizes,
-        )
-        for job, st in zip(pending, settled)
-    ]
+        ))
     synced: Dict[str, Optional[Failure]] = {}
     for outcome in placed:
         if not isinstance(outcome, Failure) and outcome[1] not in synced:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Protocol, Sequence, Tuple, Union
 
 from gateway.backends import localindex
 from gateway.backends.localindex import HashingNeeded, IndexRow, ObjectIndex
@@ -32,11 +32,23 @@ Found = Union[Tuple[ObjectInfo, int], OSError, None]
 Unread = Tuple[str, str, os.stat_result]
 
 
+class Entry(Protocol):
+    """
+    What L{infos} asks of a directory entry: an C{os.DirEntry}, or a
+    L{gateway.backends.localnames.NamedEntry}.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result: ...
+
+
 def infos(
     index: ObjectIndex,
     directory: str,
     fd: int,
-    batch: "Sequence[Tuple[str, os.DirEntry[str], bool]]",
+    batch: Sequence[Tuple[str, Entry, bool]],
     rows: Dict[str, IndexRow],
     may_hash: bool,
 ) -> Tuple[List[Found], bool]:

@@ -12,10 +12,10 @@ import errno
 import hashlib
 import os
 import stat
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IProducer, IPushProducer
 from zope.interface import implementer
 
 from gateway.backends import localretire
@@ -234,7 +234,7 @@ class LocalWriter:
 
     def __init__(
         self,
-        run: Callable[..., "Deferred[ObjectInfo]"],
+        run: Callable[..., "Deferred[Any]"],
         commit_file: Callable[
             [int, str, WriteMetadata, Optional[WriteCondition]], "Deferred[ObjectInfo]"
         ],
@@ -256,8 +256,9 @@ class LocalWriter:
         self._open = True
         self._error: Optional[Exception] = None
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self.producer = producer
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        # Request bodies are push producers (gateway.http.body.RequestBody).
+        self.producer = cast(IPushProducer, producer)
 
     def unregisterProducer(self) -> None:
         self.producer = None

@@ -23,7 +23,7 @@ import secrets
 import shutil
 import stat
 import time
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -203,7 +203,7 @@ class Retirements:
         )
         removal.addBoth(done)
 
-    def wait(self) -> "Deferred[object]":
+    def wait(self) -> "Deferred[List[Tuple[bool, None]]]":
         """
         Fires once every removal started so far has ended.
         """

@@ -21,7 +21,7 @@ import stat
 import time
 from itertools import islice
 from operator import itemgetter
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from gateway.backends import localfolders, localforeign
 from gateway.backends.localfolders import Folder
@@ -39,7 +39,8 @@ BATCH = 500
 #: ext4, two blocks, a hundred to four hundred entries; on tmpfs or btrfs, a few hundred.
 SMALL_DIRECTORY = 8192
 
-T = TypeVar("T")
+#: What a heap holds: tuples, compared item by item.
+Ordered = TypeVar("Ordered", bound=Tuple[Any, ...])
 
 
 def walk(
@@ -231,7 +232,7 @@ def _folder(
 
 
 def _read_folder(
-    index: ObjectIndex, fd: int, directory: str, key_prefix: str, identity: Tuple[int, ...],
+    index: ObjectIndex, fd: int, directory: str, key_prefix: str, identity: localfolders.Identity,
     version: int, may_hash: bool,
 ) -> "Tuple[Sequence[Tuple[str, bool, Optional[ObjectInfo]]], Optional[ObjectInfo], Optional[Folder]] | None":
     """
@@ -433,7 +434,7 @@ def _in_order(
             yield sort_key, entry, is_dir
 
 
-def _drain(heap: List[T]) -> Iterator[T]:
+def _drain(heap: List[Ordered]) -> Iterator[Ordered]:
     """
     The items of C{heap}, smallest first, taken off it one by one.
     """

@@ -28,7 +28,7 @@ import os
 import struct
 import threading
 import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 #: The events that may change what a listing of the directory shows.
 _IN_MODIFY = 0x2
@@ -98,7 +98,7 @@ class FolderWatcher:
         # Reentrant: L{while_armed}'s action may unwatch folders it pushes out.
         self._lock = threading.RLock()
         #: Armed watches: descriptor -> (path, called with the path on its event).
-        self._watches: Dict[int, tuple] = {}
+        self._watches: Dict[int, Tuple[str, Callable[[str], None]]] = {}
         self._by_path: Dict[str, int] = {}
         self._local: Dict[int, bool] = {}
 
@@ -156,7 +156,7 @@ class FolderWatcher:
         with self._lock:
             # The callbacks run under the lock: another thread's drain must not find the queue
             # empty while a folder this one read an event for is still kept.
-            fired = []
+            fired: List[Tuple[str, Callable[[str], None]]] = []
             while True:
                 try:
                     data = os.read(self._fd, 65536)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IProducer, IPushProducer, IReactorTime
 from zope.interface import implementer
 
 from gateway.backends.conditions import check_condition
@@ -296,8 +296,9 @@ class MemoryWriter:
         self._store = store
         self._writes = 0
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self.producer = producer
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        # Request bodies are push producers (gateway.http.body.RequestBody).
+        self.producer = cast(IPushProducer, producer)
 
     def unregisterProducer(self) -> None:
         self.producer = None

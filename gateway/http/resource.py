@@ -17,17 +17,17 @@ request), and on small requests that work cost about a tenth of the gateway's CP
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-RequestHandler = Callable[[IRequest], Awaitable[Optional[bytes]]]
+RequestHandler = Callable[[Request], Coroutine[Any, Any, Optional[bytes]]]
 
 
 @implementer(IResource)
@@ -48,7 +48,7 @@ class HandlerResource:
     def putChild(self, path: bytes, child: IResource) -> None:
         raise NotImplementedError("every path is served by the one handler")
 
-    def render(self, request: IRequest) -> object:
+    def render(self, request: Request) -> object:
         finished = [False]
         running: list = []
 

@@ -44,6 +44,8 @@ class StreamingRequest(server.Request):
     """
 
     body: RequestBody
+    channel: "StreamingChannel"
+    sitepath: List[bytes]
     _args: Optional[Dict[bytes, List[bytes]]] = None
     _query = b""
     _dispatched_early = False
@@ -236,11 +238,14 @@ class StreamingChannel(http.HTTPChannel):
     """
 
     _host = None
+    #: Set by the site that builds the channel (twisted.web's Site.buildProtocol).
+    site: "StreamingSite"
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = READ_SIZE
+        transport = self.transport
+        if transport is not None and hasattr(transport, "bufferSize"):
+            transport.bufferSize = READ_SIZE
 
     def getHost(self):  # type: ignore[no-untyped-def]
         """
@@ -273,6 +278,7 @@ class StreamingChannel(http.HTTPChannel):
             for value in values:
                 sequence.extend((name, b": ", value, b"\r\n"))
         sequence.append(b"\r\n")
+        assert self.transport is not None  # headers are written on an open connection
         self.transport.writeSequence(sequence)
 
     def allContentReceived(self) -> None:

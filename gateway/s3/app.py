@@ -18,8 +18,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import Request
 
 from gateway.accesslog import AccessRecord
 from gateway.backends import BackendRegistry
@@ -112,7 +112,7 @@ class S3Gateway:
             "ListParts": lambda c: multipart.list_parts(c, store),
         }
 
-    async def handle(self, request: IRequest) -> Optional[bytes]:
+    async def handle(self, request: Request) -> Optional[bytes]:
         """
         Serve one request: the response body to write, or C{None} when the response has been
         written already (a streamed object) or the request was cancelled.
@@ -203,7 +203,7 @@ class S3Gateway:
         return connection
 
     def _render_error(
-        self, request: IRequest, error: S3Error, resource: str, request_id: str
+        self, request: Request, error: S3Error, resource: str, request_id: str
     ) -> Optional[bytes]:
         if request.startedWriting:
             # Too late for an error document: cut the response short so the client notices.
@@ -221,7 +221,7 @@ class S3Gateway:
         return body
 
     def _log_access(
-        self, request: IRequest, entry: Dict[str, str], started: float, result: object
+        self, request: Request, entry: Dict[str, str], started: float, result: object
     ) -> None:
         if self._access_log is None:
             return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from attrs import define
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from gateway.interfaces import IBackend
 from gateway.model import Connection
@@ -28,7 +28,7 @@ class OperationContext:
     :ivar reactor: the reactor, for work handed to threads (large uploads' hashing).
     """
 
-    request: IRequest
+    request: Request
     facts: RequestFacts
     caller: Caller
     bucket: str

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Deque, Optional
+from typing import Deque, Optional, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IProducer, IReactorFromThreads
+from twisted.internet.interfaces import IProducer, IPushProducer, IReactorFromThreads
 
 from gateway.s3.checksums import BodyDigests
 
@@ -37,7 +37,7 @@ class BackgroundDigests:
         self._chunks: Deque[Optional[bytes]] = deque()
         self._ready = threading.Condition()
         self._backlog = 0
-        self._producer: Optional[IProducer] = None
+        self._producer: Optional[IPushProducer] = None
         self._paused = False
         self._done: Deferred[None] = Deferred()
         self._thread = threading.Thread(target=self._run, name="s3gateway-hashing", daemon=True)
@@ -45,9 +45,9 @@ class BackgroundDigests:
 
     def attach(self, producer: Optional[IProducer]) -> None:
         """
-        The producer to pause while the backlog is too long.
+        The producer to pause while the backlog is too long: a request body, a push producer.
         """
-        self._producer = producer
+        self._producer = cast(Optional[IPushProducer], producer)
 
     def update(self, data: bytes) -> None:
         with self._ready:

@@ -383,6 +383,7 @@ class SignatureV4:
             raise S3Error(
                 "AccessDenied",
                 "Request is not yet valid",
+                None,
                 **{
                     "X-Amz-Date": self.timestamp,
                     "Expires": _iso8601(signed_at + self.expires),
@@ -393,6 +394,7 @@ class SignatureV4:
             raise S3Error(
                 "AccessDenied",
                 "Request has expired",
+                None,
                 **{
                     "X-Amz-Expires": str(self.expires),
                     "Expires": _iso8601(signed_at + self.expires),

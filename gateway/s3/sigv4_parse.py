@@ -65,7 +65,7 @@ def parse_v4(facts: RequestFacts) -> Optional[SignatureV4]:
         if authorization.split(None, 1)[0] != ALGORITHM:
             return None
         return _parse_header(facts, authorization)
-    query = {}
+    query: Dict[str, str] = {}
     for name, value in facts.query_pairs:
         query.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     if "X-Amz-Algorithm" in query or "X-Amz-Credential" in query or "X-Amz-Signature" in query:

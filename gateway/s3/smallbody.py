@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from twisted.internet.interfaces import IProducer
+from twisted.internet.interfaces import IConsumer, IProducer
 from zope.interface import implementer
 
-from gateway.interfaces import IObjectWriter
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error
 from gateway.s3.upload import receive_body
 
 
-@implementer(IObjectWriter)
+@implementer(IConsumer)
 class DocumentCollector:
     """
-    A writer that keeps the body in memory, refusing more than C{limit} bytes.
+    A consumer that keeps the body in memory, refusing more than C{limit} bytes.
     """
 
     def __init__(self, limit: int) -> None:
@@ -43,12 +42,6 @@ class DocumentCollector:
     @property
     def document(self) -> bytes:
         return b"".join(self._chunks)
-
-    def commit(self, metadata):  # pragma: no cover - documents are never committed
-        raise NotImplementedError()
-
-    def abort(self):  # pragma: no cover
-        raise NotImplementedError()
 
 
 async def collect_body(context: OperationContext, limit: int) -> bytes:

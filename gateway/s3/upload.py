@@ -19,7 +19,6 @@ from twisted.internet.interfaces import IConsumer, IProducer, IReactorFromThread
 from zope.interface import implementer
 
 from gateway.http.body import BodyConsumerStopped, IncompleteRequestBody, RequestBody
-from gateway.interfaces import IObjectWriter
 from gateway.s3.checksums import BodyDigests
 from gateway.s3.hashing import BackgroundDigests
 from gateway.s3.chunked import AwsChunkedDecoder
@@ -51,7 +50,7 @@ class UploadSink:
 
     def __init__(
         self,
-        writer: IObjectWriter,
+        writer: IConsumer,
         digests: "BodyDigests | BackgroundDigests",
         decoder: Optional[AwsChunkedDecoder],
     ) -> None:
@@ -137,7 +136,7 @@ def make_decoder(
 
 async def receive_body(
     body: RequestBody,
-    writer: IObjectWriter,
+    writer: IConsumer,
     headers: Mapping[str, Sequence[str]],
     payload_hash: str,
     signature: Optional[VerifiedSignature],

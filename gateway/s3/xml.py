@@ -105,7 +105,8 @@ def _write(node: Node, out: List[str], attributes: str = "") -> None:
                 _write(child, out)
         out.append(f"</{tag}>")
         return
-    text = "" if content is None else _text(content)
+    # Children always come as a list or a tuple, handled above: what is left is a scalar.
+    text = "" if content is None else _text(content)  # type: ignore[arg-type]
     if text:
         out.append(f"<{tag}{attributes}>{text}</{tag}>")
     else:

@@ -276,3 +276,18 @@ def test_twisted_ceilings_are_measured_with_wrk(tmp_path) -> None:
     assert list(figures) == list(framework.KINDS.values())
     for value in figures.values():
         assert value.endswith(" ops/s") and float(value[:-6].replace(",", "")) > 0, figures
+
+
+def test_cold_read_bench_runs(tmp_path, capsys) -> None:
+    # Tiny: a 4 MiB cold object, half-second loads, no throttle (that needs root and a cgroup).
+    if not find("wrk"):
+        pytest.skip("wrk is not installed")
+    from bench import coldread
+
+    assert coldread.main([
+        "--size-mib", "4", "--seconds", "0.5", "--rounds", "1", "--wrk", find("wrk"),
+        "--workdir", str(tmp_path),
+    ]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("4 KiB GET, c=16: alone ") and "during a cold download" in line
+    assert line.endswith(" MB/s") and os.listdir(tmp_path) == []

@@ -71,7 +71,8 @@ from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
 from gateway.backends.localwatch import FolderWatcher
-from gateway.backends.producer import FileReader
+from gateway.backends.pagecache import PageCacheProbe
+from gateway.backends.producer import ColdReads, FileReader
 from gateway.interfaces import (
     BackendUnavailable,
     IBackend,
@@ -135,6 +136,9 @@ class LocalBackend:
         )
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
+        probe = PageCacheProbe()
+        #: Bodies not in the page cache are read in a thread (where the kernel can tell).
+        self._cold_reads = ColdReads(probe.resident, self._run) if probe.available else None
 
     def close(self) -> "Deferred[None]":
         """
@@ -240,7 +244,9 @@ class LocalBackend:
 
     def _open(self, key: str, may_hash: bool = True) -> IObjectReader:
         file, info = self.open_file(key, may_hash)
-        return FileReader(info, file or io.BytesIO(b""), self._reactor)
+        return FileReader(
+            info, file or io.BytesIO(b""), self._reactor, cold_reads=self._cold_reads
+        )
 
     def open_file(
         self, key: str, may_hash: bool = True

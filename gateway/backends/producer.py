@@ -2,17 +2,20 @@
 A push producer that streams a byte range of a file to an L{IConsumer}, honouring backpressure.
 
 Used by the backends' readers: the local backend's files and the memory backend's buffers both
-look like a file object with ``read``. Blocks are read on the reactor thread, which is quick for a
-local disk (the page cache answers, or one read of a block). With a clock the producer yields to
-the reactor after every few blocks even when the consumer never pauses it, so that one fast
-download cannot starve other connections.
+look like a file object with ``read``. Blocks in the page cache are read on the reactor thread,
+where a read is a copy, quicker than a hand-over to a thread and back. With L{ColdReads}, a block
+that is not cached (L{gateway.backends.pagecache}) is read in a thread instead, so that no
+connection waits while the disk seeks for another. With a clock the producer yields to the
+reactor after every few blocks even when the consumer never pauses it, so that one fast download
+cannot starve other connections.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO, Optional
+import os
+from typing import Any, BinaryIO, Callable, Optional
 
-from attrs import define, field
+from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
@@ -41,13 +44,43 @@ class TruncatedFile(Exception):
     """
 
 
+@frozen
+class ColdReads:
+    """
+    Where reads of blocks that are not in the page cache go.
+
+    :ivar resident: C{resident(fd, offset, length)}: whether those bytes are cached
+        (L{gateway.backends.pagecache.PageCacheProbe.resident}); called on the reactor thread.
+    :ivar run: runs a blocking function in a thread: C{run(function, *args)} returns a Deferred
+        of its result.
+    """
+
+    resident: Callable[[int, int, int], bool]
+    run: Callable[..., "Deferred[Any]"]
+
+    def read_now(self, file: BinaryIO, offset: int, length: int) -> bool:
+        """
+        Whether C{length} bytes of C{file} at C{offset} can be read on the reactor thread.
+        """
+        return self.resident(file.fileno(), offset, length)
+
+    def read_later(self, file: BinaryIO, offset: int, length: int) -> "Deferred[bytes]":
+        """
+        Read C{length} bytes of C{file} at C{offset} in a thread (fewer at the end of the file).
+        The file must stay open until the result arrives.
+        """
+        return self.run(os.pread, file.fileno(), length, offset)
+
+
 @implementer(IPushProducer)
 @define
 class FileRangeProducer:
     """
     Writes C{length} bytes of C{file}, from its current position, to C{consumer}.
 
-    Call L{start} once; the file is closed when the producer finishes, fails or is stopped.
+    Call L{start} once; the file is closed when the producer finishes, fails or is stopped (once
+    no read is in flight in a thread: a descriptor closed under a running C{pread} could be
+    reused by another open, and the read would return someone else's bytes).
     """
 
     consumer: IConsumer
@@ -56,11 +89,16 @@ class FileRangeProducer:
     clock: Optional[IReactorTime] = None
     block_size: int = BLOCK_SIZE
     turn_size: int = TURN_SIZE
+    cold_reads: Optional[ColdReads] = None
     _done: "Deferred[None]" = field(init=False, factory=Deferred)
     _paused: bool = field(init=False, default=False)
     _pumping: bool = field(init=False, default=False)
     _finished: bool = field(init=False, default=False)
     _later: Optional[IDelayedCall] = field(init=False, default=None)
+    #: The file's position, tracked when blocks may be read in a thread.
+    _position: int = field(init=False, default=0)
+    #: A block is being read in a thread.
+    _waiting: bool = field(init=False, default=False)
 
     def start(self) -> "Deferred[None]":
         """
@@ -69,6 +107,8 @@ class FileRangeProducer:
         :return: fires when every byte has been written and the producer unregistered; fails
             with L{ConsumerStopped} if the consumer stopped it, or with the read error.
         """
+        if self.cold_reads is not None:
+            self._position = self.file.tell()
         self.consumer.registerProducer(self, True)
         self._pump()
         return self._done
@@ -91,21 +131,24 @@ class FileRangeProducer:
         # consumer.write may call pauseProducing or stopProducing (or, through a consumer that
         # flushes synchronously, resumeProducing) before it returns: only the outermost call
         # loops, the others just change the flags it reads.
-        if self._pumping or self._finished:
+        if self._pumping or self._finished or self._waiting:
             return
         self._pumping = True
         written = 0
+        cold = self.cold_reads
         try:
             while not self._paused and not self._finished and self.length > 0:
                 if self.clock is not None and written >= self.turn_size:
                     self._later = self.clock.callLater(0, self._resume_turn)
                     return
-                data = self.file.read(min(self.block_size, self.length))
-                if not data:
-                    raise TruncatedFile(f"file ended with {self.length} bytes still expected")
-                self.length -= len(data)
+                size = min(self.block_size, self.length)
+                if cold is not None and not cold.read_now(self.file, self._position, size):
+                    self._waiting = True
+                    cold.read_later(self.file, self._position, size).addBoth(self._read_later)
+                    return
+                data = self.file.read(size)
+                self._write(data)
                 written += len(data)
-                self.consumer.write(data)
             if self.length == 0 and not self._finished:
                 self._finish(None, unregister=True)
         except Exception:
@@ -113,6 +156,38 @@ class FileRangeProducer:
                 self._finish(Failure(), unregister=True)
         finally:
             self._pumping = False
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            raise TruncatedFile(f"file ended with {self.length} bytes still expected")
+        self.length -= len(data)
+        self._position += len(data)
+        self.consumer.write(data)
+
+    def _read_later(self, result: "bytes | Failure") -> None:
+        """
+        A block read in a thread has arrived (or failed): write it and go on. It is written even
+        if the consumer paused meanwhile: it is in memory already, and the transport buffers it.
+        """
+        self._waiting = False
+        if self._finished:
+            # Stopped while the thread read: the file could not be closed then.
+            self.file.close()
+            return
+        try:
+            if isinstance(result, Failure):
+                result.raiseException()
+            self.file.seek(self._position + len(result))  # type: ignore[arg-type]
+            self._write(result)  # type: ignore[arg-type]
+        except Exception:
+            if not self._finished:
+                self._finish(Failure(), unregister=True)
+            return
+        if self.length == 0:
+            if not self._finished:
+                self._finish(None, unregister=True)
+            return
+        self._pump()
 
     def _resume_turn(self) -> None:
         self._later = None
@@ -128,7 +203,8 @@ class FileRangeProducer:
         self._finished = True
         self._cancel_later()
         try:
-            self.file.close()
+            if not self._waiting:
+                self.file.close()
         finally:
             if unregister:
                 self.consumer.unregisterProducer()
@@ -151,11 +227,13 @@ class FileReader:
         file: BinaryIO,
         clock: Optional[IReactorTime] = None,
         block_size: int = BLOCK_SIZE,
+        cold_reads: Optional[ColdReads] = None,
     ) -> None:
         self.info = info
         self._file = file
         self._clock = clock
         self._block_size = block_size
+        self._cold_reads = cold_reads
 
     def deliver(self, consumer: IConsumer, byte_range: Optional[ByteRange]) -> "Deferred[None]":
         if byte_range is None:
@@ -170,7 +248,8 @@ class FileReader:
             self._file.close()
             return fail()
         producer = FileRangeProducer(
-            consumer, self._file, length, clock=self._clock, block_size=self._block_size
+            consumer, self._file, length, clock=self._clock, block_size=self._block_size,
+            cold_reads=self._cold_reads,
         )
         return producer.start()
 
@@ -183,6 +262,15 @@ class FileReader:
         transport) cost as much as the rest of delivering a small object.
         """
         file = self._file
+        cold = self._cold_reads
+        if cold is not None and length > 0:
+            try:
+                read_now = cold.read_now(file, first, length)
+            except Exception:
+                file.close()
+                return fail()
+            if not read_now:
+                return self._deliver_later(cold, consumer, first, length)
         try:
             try:
                 file.seek(first)
@@ -203,6 +291,33 @@ class FileReader:
         except Exception:
             return fail()
         return succeed(None)
+
+    def _deliver_later(
+        self, cold: ColdReads, consumer: IConsumer, first: int, length: int
+    ) -> "Deferred[None]":
+        """
+        L{_deliver_at_once}, with the read in a thread: the body is not in the page cache.
+
+        Cancelling the result (the client went away) does not close the file under the running
+        read: it is closed when the read returns, and nothing is written then.
+        """
+        file = self._file
+        done: "Deferred[None]" = Deferred()
+
+        def arrived(data: bytes) -> None:
+            if done.called:
+                return
+            if len(data) < length:
+                raise TruncatedFile(f"file ended with {length - len(data)} bytes still expected")
+            consumer.write(data)
+
+        def closed(result: object) -> object:
+            file.close()
+            return result
+
+        reading = cold.read_later(file, first, length)
+        reading.addCallback(arrived).addBoth(closed).addCallbacks(done.callback, done.errback)
+        return done
 
     def close(self) -> None:
         self._file.close()

@@ -1,0 +1,126 @@
+"""
+L{gateway.backends.pagecache}: the kernel's answer on real files, cached and evicted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.pagecache import PAGE_SIZE, PageCacheProbe
+
+probe_here = PageCacheProbe()
+
+
+def _evicted(path: Path) -> int:
+    """
+    Open C{path} with its clean pages dropped from the page cache (a file just written and
+    synced; tmpfs cannot drop them, and the test is skipped there).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return fd
+
+
+@pytest.mark.skipif(not probe_here.available, reason="no cachestat on this system")
+def test_cached_then_evicted_then_read(tmp_path: Path) -> None:
+    path = tmp_path / "object"
+    path.write_bytes(os.urandom(64 * PAGE_SIZE))
+    probe = PageCacheProbe()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        # Just written: every page is in the cache.
+        assert probe.resident(fd, 0, 64 * PAGE_SIZE)
+        assert probe.resident(fd, 100, 5000)
+    finally:
+        os.close(fd)
+    fd = _evicted(path)
+    try:
+        if probe.resident(fd, 0, PAGE_SIZE):
+            pytest.skip("this filesystem keeps its pages (tmpfs?)")
+        assert not probe.resident(fd, 0, 64 * PAGE_SIZE)
+        # One page read back: that page only (the read may bring in a few more ahead).
+        os.pread(fd, 10, 3 * PAGE_SIZE)
+        assert probe.resident(fd, 3 * PAGE_SIZE, PAGE_SIZE)
+        assert probe.resident(fd, 3 * PAGE_SIZE + 10, 20)
+        assert not probe.resident(fd, 0, 3 * PAGE_SIZE + 10)
+        assert probe.available
+    finally:
+        os.close(fd)
+
+
+def test_an_empty_range_is_cached(tmp_path: Path) -> None:
+    assert PageCacheProbe().resident(-1, 0, 0)
+
+
+def test_without_cachestat_everything_counts_as_cached() -> None:
+    calls = []
+
+    def refused(*args: object) -> int:
+        calls.append(args)
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    probe = PageCacheProbe()
+    probe._syscall = refused
+    assert probe.resident(3, 0, 100) and probe.resident(3, 0, 100)
+    # Asked once: the kernel has no such call, and it is not asked again.
+    assert len(calls) == 1 and not probe.available
+
+
+def test_another_error_counts_as_cached_and_asks_again() -> None:
+    calls = []
+
+    def bad_descriptor(*args: object) -> int:
+        calls.append(args)
+        ctypes.set_errno(errno.EBADF)
+        return -1
+
+    probe = PageCacheProbe()
+    probe._syscall = bad_descriptor
+    assert probe.resident(3, 0, 100) and probe.resident(3, 0, 100)
+    assert len(calls) == 2 and probe.available
+
+
+def _all_cached(probe: PageCacheProbe) -> None:
+    def answer(*args: object) -> int:
+        probe._counts.cache = 1 << 20
+        return 0
+
+    probe._syscall = answer
+
+
+def test_a_page_still_being_read_counts_as_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cachestat counts a page a read-ahead has put in the cache before the disk filled it; the
+    # last byte, read without waiting, tells.
+    probe = PageCacheProbe()
+    _all_cached(probe)
+    asked = []
+
+    def would_wait(fd: int, buffers: list, offset: int, flags: int) -> int:
+        asked.append((offset, flags))
+        raise BlockingIOError(errno.EAGAIN, "would block")
+
+    monkeypatch.setattr(os, "preadv", would_wait)
+    assert not probe.resident(3, 1000, 5000)
+    assert asked == [(5999, os.RWF_NOWAIT)]
+
+
+def test_a_filesystem_that_cannot_read_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = PageCacheProbe()
+    _all_cached(probe)
+    asked = []
+
+    def unsupported(fd: int, buffers: list, offset: int, flags: int) -> int:
+        asked.append(offset)
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(os, "preadv", unsupported)
+    assert probe.resident(3, 0, 10) and probe.resident(3, 0, 10)
+    # Asked once: the filesystem cannot tell, and cachestat's answer stands alone after.
+    assert asked == [9]

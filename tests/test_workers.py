@@ -8,6 +8,7 @@ bounded; a daemon left running is stopped by the fixture.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -18,7 +19,7 @@ import ssl
 import string
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Set, Tuple
+from typing import Any, Callable, Iterator, Optional, Set, Tuple
 
 import pytest
 
@@ -151,10 +152,13 @@ class Client:
         self.connection.close()
 
 
-@pytest.fixture
-def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
+@contextlib.contextmanager
+def two_workers(
+    tmp_path: Path, bucket_prefix: str, **options: Any
+) -> Iterator[Tuple[Daemon, str, Path]]:
     """
-    A daemon with two workers and one bucket on the local backend: (daemon, bucket, directory).
+    A daemon with two workers (and C{options} for its L{Daemon}) and one bucket on the local
+    backend: (daemon, bucket, directory). Stopped on the way out.
     """
     daemon = Daemon(
         data_dir=tmp_path / "data",
@@ -162,11 +166,12 @@ def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
         access_key=_access_key(),
         secret_key=_secret(),
         extra_args=("--workers", "2"),
+        **options,
     )
     daemon.start()
     try:
         wait_for(lambda: len(worker_pids(daemon)) == 2, "two workers")
-        bucket, directory = "workers-" + secrets.token_hex(4), tmp_path / "bucket"
+        bucket, directory = bucket_prefix + secrets.token_hex(4), tmp_path / "bucket"
         directory.mkdir()
         daemon.add_connection(bucket, directory)
         yield daemon, bucket, directory
@@ -175,6 +180,15 @@ def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
         raise
     finally:
         daemon.stop(timeout=WAIT + 10)
+
+
+@pytest.fixture
+def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
+    """
+    A daemon with two workers and one bucket on the local backend: (daemon, bucket, directory).
+    """
+    with two_workers(tmp_path, "workers-") as running:
+        yield running
 
 
 def clients_by_worker(daemon: Daemon, path: str, wanted: Set[int],

@@ -17,16 +17,8 @@ from typing import Iterator, Tuple
 import pytest
 
 from tests.e2e.clients import Daemon, free_port
-from tests.test_workers import (
-    WAIT,
-    Client,
-    _access_key,
-    _secret,
-    clients_by_worker,
-    wait_for,
-    worker_pids,
-)
-from tests.tlsfiles import make_tls_files, tls_endpoint
+from tests.test_workers import Client, clients_by_worker, two_workers, worker_pids
+from tests.tlsfiles import boto3_over_tls, make_tls_files, tls_endpoint
 
 psutil = pytest.importorskip("psutil")
 
@@ -39,30 +31,12 @@ def tls_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path, ssl.SSLConte
     """
     files = make_tls_files(tmp_path)
     port = free_port()
-    daemon = Daemon(
-        data_dir=tmp_path / "data",
-        log_path=tmp_path / "gateway.log",
-        access_key=_access_key(),
-        secret_key=_secret(),
-        port=port,
-        listen=tls_endpoint(port, files),
-        extra_args=("--workers", "2"),
-    )
-    daemon.start()
-    try:
-        wait_for(lambda: len(worker_pids(daemon)) == 2, "two workers")
-        bucket, directory = "tls-" + secrets.token_hex(4), tmp_path / "bucket"
-        directory.mkdir()
-        daemon.add_connection(bucket, directory)
+    with two_workers(tmp_path, "tls-", port=port, listen=tls_endpoint(port, files)) as running:
+        daemon, bucket, _ = running
         context = ssl.create_default_context(cafile=str(files["ca"]))
         # Offered as curl and urllib3 (so boto3) offer them.
         context.set_alpn_protocols(["h2", "http/1.1"])
         yield daemon, bucket, files["ca"], context
-    except BaseException:
-        print(daemon.log_tail(200))
-        raise
-    finally:
-        daemon.stop(timeout=WAIT + 10)
 
 
 def test_every_worker_serves_tls(tls_daemon) -> None:
@@ -90,24 +64,14 @@ def test_every_worker_serves_tls(tls_daemon) -> None:
 
 
 def test_boto3_multipart_round_trip_over_tls(tls_daemon, monkeypatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from botocore.config import Config
-
+    pytest.importorskip("boto3")
     daemon, bucket, ca, _ = tls_daemon
     for name in list(os.environ):
         if name.startswith("AWS_") or name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"https://127.0.0.1:{daemon.port}",
-        aws_access_key_id=daemon.access_key,
-        aws_secret_access_key=daemon.secret_key,
-        region_name=daemon.region,
-        verify=str(ca),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    client = boto3_over_tls(daemon, ca)
     body = secrets.token_bytes(20 * 1024 * 1024 + 12345)
     # 8 MiB parts: three parts, spread over both workers' connections by the client's pool.
     client.upload_fileobj(io.BytesIO(body), bucket, "big")

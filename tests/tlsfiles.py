@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,4 +100,23 @@ def tls_endpoint(port: int, files: Dict[str, Path]) -> str:
     """
     return (
         f"ssl:{port}:interface=127.0.0.1:privateKey={files['key']}:certKey={files['cert']}"
+    )
+
+
+def boto3_over_tls(daemon: Any, ca: Path) -> Any:
+    """
+    A boto3 S3 client of C{daemon}'s first key (a L{tests.e2e.clients.Daemon} on an ``ssl:``
+    endpoint) that trusts C{ca} only: path-style addressing, no retries.
+    """
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=f"https://127.0.0.1:{daemon.port}",
+        aws_access_key_id=daemon.access_key,
+        aws_secret_access_key=daemon.secret_key,
+        region_name=daemon.region,
+        verify=str(ca),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )

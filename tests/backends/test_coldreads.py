@@ -67,6 +67,16 @@ def path(tmp_path: Path) -> Path:
     return target
 
 
+def closed_only_after_the_read(threads: Threads, file: Any, consumer: Consumer) -> None:
+    """
+    The descriptor stays open under the running read (closed, it could be reused by another
+    open, and the read would take someone else's bytes); closed once it returns, nothing written.
+    """
+    assert not file.closed
+    threads.finish_next()
+    assert file.closed and consumer.chunks == []
+
+
 def result(deferred: Deferred) -> object:
     results: List[object] = []
     deferred.addBoth(results.append)
@@ -127,11 +137,7 @@ def test_stopped_while_a_thread_reads_closes_the_file_after_it(path: Path) -> No
     done = producer.start()
     producer.stopProducing()
     assert result(done).check(ConsumerStopped)  # type: ignore[attr-defined]
-    # The descriptor stays open under the running read: closed, it could be reused by another
-    # open, and the read would take someone else's bytes.
-    assert not file.closed
-    threads.finish_next()
-    assert file.closed and consumer.chunks == []
+    closed_only_after_the_read(threads, file, consumer)
 
 
 def test_failed_thread_read(path: Path) -> None:
@@ -162,16 +168,21 @@ def test_file_shrunk_before_a_thread_read(path: Path) -> None:
     assert file.closed
 
 
-def info(size: int) -> ObjectInfo:
-    return ObjectInfo(key="k", size=size, etag="e", last_modified=0.0)
+def small_reader(path: Path, threads: Threads, cold_offsets: Set[int]) -> Tuple[FileReader, Any]:
+    """
+    A reader of the whole file as one block (the small-body path), and its open file.
+    """
+    file = open(path, "rb", buffering=0)
+    info = ObjectInfo(key="k", size=len(DATA), etag="e", last_modified=0.0)
+    reader = FileReader(info, file, block_size=len(DATA),
+                        cold_reads=cold_reads(threads, cold_offsets))
+    return reader, file
 
 
 def test_small_cold_body_is_read_in_a_thread(path: Path) -> None:
     threads = Threads()
     consumer = Consumer()
-    file = open(path, "rb", buffering=0)
-    reader = FileReader(info(len(DATA)), file, block_size=len(DATA),
-                        cold_reads=cold_reads(threads, {10}))
+    reader, file = small_reader(path, threads, {10})
     done = reader.deliver(consumer, ByteRange(10, 509))
     assert consumer.chunks == [] and not done.called and not file.closed
     threads.finish_next()
@@ -181,9 +192,7 @@ def test_small_cold_body_is_read_in_a_thread(path: Path) -> None:
 def test_small_cached_body_is_read_at_once(path: Path) -> None:
     threads = Threads()
     consumer = Consumer()
-    file = open(path, "rb", buffering=0)
-    reader = FileReader(info(len(DATA)), file, block_size=len(DATA),
-                        cold_reads=cold_reads(threads, set()))
+    reader, file = small_reader(path, threads, set())
     assert result(reader.deliver(consumer, None)) is None
     assert consumer.body == DATA and threads.pending == [] and file.closed
 
@@ -193,21 +202,15 @@ def test_small_cold_body_cancelled_closes_after_the_read(path: Path) -> None:
     # once the read has returned.
     threads = Threads()
     consumer = Consumer()
-    file = open(path, "rb", buffering=0)
-    reader = FileReader(info(len(DATA)), file, block_size=len(DATA),
-                        cold_reads=cold_reads(threads, {0}))
+    reader, file = small_reader(path, threads, {0})
     done = reader.deliver(consumer, None)
     done.cancel()
-    assert not file.closed
-    threads.finish_next()
-    assert file.closed and consumer.chunks == []
+    closed_only_after_the_read(threads, file, consumer)
 
 
 def test_small_cold_body_of_a_shrunk_file(path: Path) -> None:
     threads = Threads()
-    file = open(path, "rb", buffering=0)
-    reader = FileReader(info(len(DATA)), file, block_size=len(DATA),
-                        cold_reads=cold_reads(threads, {0}))
+    reader, file = small_reader(path, threads, {0})
     done = reader.deliver(Consumer(), None)
     os.truncate(path, 100)
     threads.finish_next()

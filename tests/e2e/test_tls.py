@@ -9,12 +9,11 @@ import ssl
 from pathlib import Path
 
 import pytest
-from botocore.config import Config
 
 from tests.e2e.clients import Daemon, free_port
-from tests.tlsfiles import make_tls_files, tls_endpoint
+from tests.tlsfiles import boto3_over_tls, make_tls_files, tls_endpoint
 
-boto3 = pytest.importorskip("boto3")
+pytest.importorskip("boto3")
 
 
 def test_boto3_over_tls(tmp_path: Path) -> None:
@@ -32,15 +31,7 @@ def test_boto3_over_tls(tmp_path: Path) -> None:
     try:
         (tmp_path / "bucket").mkdir()
         daemon.add_connection("tls-bucket", tmp_path / "bucket")
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=f"https://127.0.0.1:{port}",
-            aws_access_key_id=daemon.access_key,
-            aws_secret_access_key=daemon.secret_key,
-            region_name=daemon.region,
-            verify=str(files["ca"]),
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
+        client = boto3_over_tls(daemon, files["ca"])
         client.put_object(Bucket="tls-bucket", Key="a/b.txt", Body=b"over TLS")
         assert client.get_object(Bucket="tls-bucket", Key="a/b.txt")["Body"].read() == b"over TLS"
         assert (tmp_path / "bucket" / "a" / "b.txt").read_bytes() == b"over TLS"

@@ -21,7 +21,7 @@ import os
 import socket
 from typing import Dict, List, Optional, Tuple
 
-from attrs import frozen
+from attrs import evolve, frozen
 from twisted.internet.abstract import isIPv6Address
 
 from gateway.tls import TLSFiles
@@ -126,13 +126,8 @@ def _parse_ssl(positional: List[str], keywords: Dict[str, str], description: str
             "and later are offered), or run one worker"
         )
     files = {name: values.pop(name) for name in _TLS_KEYWORDS if name in values}
-    spec = _parse_tcp("tcp", [], values, description)
-    return ListenSpec(
-        family=spec.family,
-        interface=spec.interface,
-        port=spec.port,
-        backlog=spec.backlog,
-        tls=TLSFiles.from_keywords(**files),
+    return evolve(
+        _parse_tcp("tcp", [], values, description), tls=TLSFiles.from_keywords(**files)
     )
 
 

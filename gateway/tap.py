@@ -33,8 +33,8 @@ from gateway.config import (
 )
 from gateway.heap import freeze_startup_heap
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
-from gateway.tls import TLSSetupError, server_options
 from gateway.serving import build_site, open_store
+from gateway.tls import TLSSetupError, server_options
 from gateway.workers import WorkerSupervisor
 
 

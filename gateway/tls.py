@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional
 
-from attrs import frozen
+from attrs import asdict, frozen
 from OpenSSL.crypto import X509
 from twisted.internet import ssl
 from twisted.python.filepath import FilePath
@@ -66,21 +66,11 @@ class TLSFiles:
         """
         The files, as the worker's command line carries them (L{from_json} reads them back).
         """
-        return {
-            "private_key": self.private_key,
-            "certificate": self.certificate,
-            "extra_cert_chain": self.extra_cert_chain,
-            "dh_parameters": self.dh_parameters,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, value: Dict[str, Optional[str]]) -> "TLSFiles":
-        return cls(
-            private_key=str(value["private_key"]),
-            certificate=str(value["certificate"]),
-            extra_cert_chain=value.get("extra_cert_chain"),
-            dh_parameters=value.get("dh_parameters"),
-        )
+        return cls(**value)  # type: ignore[arg-type]
 
 
 def server_options(files: TLSFiles) -> ssl.CertificateOptions:

@@ -178,8 +178,8 @@ def reserve(fd: int, offset: int, length: int) -> bool:
 def release_reserved(fd: int, size: int) -> None:
     """
     Give back the blocks L{reserve} allocated past the end of C{fd}'s C{size} bytes (cutting a
-    file to its own size frees them); blocks, since freeing blocks may wait for the disk. A
-    failure leaves them allocated and is not raised: the data is whole either way.
+    file to its own size frees them). It blocks: freeing blocks may wait for the disk. A failure
+    leaves them allocated and is not raised: the data is whole either way.
     """
     try:
         os.ftruncate(fd, size)

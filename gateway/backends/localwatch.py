@@ -23,12 +23,15 @@ change shows once the file's size or the directory changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 import threading
 import weakref
 from typing import Callable, Dict, List, Optional, Tuple
+
+from attrs import frozen
+
+from gateway.libc import libc_function
 
 #: The events that may change what a listing of the directory shows.
 _IN_MODIFY = 0x2
@@ -64,16 +67,31 @@ LOCAL_FILESYSTEMS = frozenset({
 _EVENT = struct.Struct("iIII")
 
 
-def _libc() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch, libc.statfs
-    except (OSError, AttributeError, TypeError):
+@frozen
+class _Libc:
+    """
+    The C library's inotify calls and C{statfs}.
+    """
+
+    inotify_init1: Callable[..., int]
+    inotify_add_watch: Callable[..., int]
+    inotify_rm_watch: Callable[..., int]
+    statfs: Callable[..., int]
+
+
+def _libc() -> Optional[_Libc]:
+    """
+    The calls, or C{None} where the C library lacks any (not Linux).
+    """
+    functions = (
+        libc_function("inotify_init1", ctypes.c_int),
+        libc_function("inotify_add_watch", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32),
+        libc_function("inotify_rm_watch", ctypes.c_int, ctypes.c_int),
+        libc_function("statfs", ctypes.c_char_p, ctypes.c_void_p),
+    )
+    if any(function is None for function in functions):
         return None
-    libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-    return libc
+    return _Libc(*functions)  # type: ignore[arg-type]
 
 
 class FolderWatcher:

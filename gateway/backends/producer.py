@@ -183,10 +183,7 @@ class FileRangeProducer:
             if not self._finished:
                 self._finish(Failure(), unregister=True)
             return
-        if self.length == 0:
-            if not self._finished:
-                self._finish(None, unregister=True)
-            return
+        # Goes on with the next block, or finishes if that was the last.
         self._pump()
 
     def _resume_turn(self) -> None:

@@ -32,6 +32,7 @@ from gateway.config import (
     read_config_file,
 )
 from gateway.heap import freeze_startup_heap
+from gateway.http.coalesce import CoalescingEndpoint
 from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
 from gateway.serving import build_site, open_store
 from gateway.tls import TLSSetupError, server_options
@@ -135,7 +136,7 @@ class GatewayService(MultiService):
         if self.settings.get("access_log"):
             # Opened here even for workers, which open their own: a path that cannot be written
             # stops the start with a clear error, not every worker in turn.
-            self._access_log = AccessLogFile(self.settings["access_log"])
+            self._access_log = AccessLogFile(self.settings["access_log"], reactor=self.reactor)
         self.store = await open_store(data_dir, self.reactor)
         await ensure_admin_user(self.store, data_dir, os.environ)
         if self.settings.get("workers", 1) > 1:
@@ -143,7 +144,9 @@ class GatewayService(MultiService):
             await self._start_workers()
             return
         site = build_site(self.store, self.settings, self.reactor, self._access_log)
-        endpoint = serverFromString(self.reactor, self.settings["listen"])
+        endpoint = CoalescingEndpoint(
+            serverFromString(self.reactor, self.settings["listen"]), self.reactor
+        )
         listener = StreamServerEndpointService(endpoint, site)
         listener._raiseSynchronously = True
         listener.setName("listener")

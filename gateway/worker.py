@@ -39,6 +39,7 @@ from zope.interface import provider
 from gateway.allocator import keep_freed_memory
 from gateway.drain import ConnectionTracker, drain
 from gateway.heap import freeze_startup_heap
+from gateway.http.coalesce import coalesce_writes
 from gateway.logrelay import event_as_json
 from gateway.accessfile import AccessLogFile
 from gateway.serving import build_site, open_store
@@ -94,7 +95,7 @@ class Worker:
         settings = self.arguments.settings
         self.store = await open_store(settings["data"], self.reactor)
         if settings.get("access_log"):
-            self.access_log = AccessLogFile(settings["access_log"])
+            self.access_log = AccessLogFile(settings["access_log"], reactor=self.reactor)
         self.tracker = ConnectionTracker(
             build_site(self.store, settings, self.reactor, self.access_log)
         )
@@ -105,6 +106,7 @@ class Worker:
         self.port = self.reactor.adoptStreamPort(
             self.arguments.fd, self.arguments.family, factory
         )
+        coalesce_writes(self.port, self.reactor)
         accept_fairly(self.port)
         # The port holds its own duplicate; closing ours lets the socket close with the port.
         os.close(self.arguments.fd)

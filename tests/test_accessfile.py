@@ -112,3 +112,42 @@ def test_closed_log_writes_nothing(tmp_path) -> None:
     log.close()
     request(log)
     assert path.read_text() == ""
+
+
+def test_with_a_reactor_lines_are_gathered_and_written_together(tmp_path) -> None:
+    from twisted.internet.task import Clock as ReactorClock
+
+    from gateway.accessfile import FLUSH_SECONDS
+
+    path = tmp_path / "access.log"
+    reactor = ReactorClock()
+    log = AccessLogFile(str(path), reactor=reactor)
+    request(log, key="first")
+    request(log, key="second")
+    assert path.read_text() == ""
+    reactor.advance(FLUSH_SECONDS)
+    lines = path.read_text().splitlines()
+    assert [line.split()[3] for line in lines] == ["/pics/first", "/pics/second"]
+    assert reactor.getDelayedCalls() == []
+    request(log, key="third")
+    log.close()
+    assert path.read_text().splitlines()[2].split()[3] == "/pics/third"
+    assert reactor.getDelayedCalls() == []
+
+
+def test_gathered_lines_are_written_once_they_fill_the_buffer(tmp_path) -> None:
+    from twisted.internet.task import Clock as ReactorClock
+
+    from gateway.accessfile import BUFFER_BYTES
+
+    path = tmp_path / "access.log"
+    reactor = ReactorClock()
+    log = AccessLogFile(str(path), reactor=reactor)
+    written = 0
+    while not path.read_text():
+        request(log, key="k" * 200)
+        written += 1
+        assert written * 200 < BUFFER_BYTES + 400
+    assert len(path.read_text().splitlines()) == written
+    assert reactor.getDelayedCalls() == []
+    log.close()

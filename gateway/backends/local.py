@@ -138,7 +138,9 @@ class LocalBackend:
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
         probe = PageCacheProbe()
         #: Bodies not in the page cache are read in a thread (where the kernel can tell).
-        self._cold_reads = ColdReads(probe.resident, self._run) if probe.available else None
+        self._cold_reads = (
+            ColdReads(probe.resident, probe.read_cached, self._run) if probe.available else None
+        )
 
     def close(self) -> "Deferred[None]":
         """

@@ -51,11 +51,14 @@ class ColdReads:
 
     :ivar resident: C{resident(fd, offset, length)}: whether those bytes are cached
         (L{gateway.backends.pagecache.PageCacheProbe.resident}); called on the reactor thread.
+    :ivar read_cached: C{read_cached(fd, offset, length)}: those bytes if they are cached, else
+        C{None} (L{gateway.backends.pagecache.PageCacheProbe.read_cached}); on the reactor thread.
     :ivar run: runs a blocking function in a thread: C{run(function, *args)} returns a Deferred
         of its result.
     """
 
     resident: Callable[[int, int, int], bool]
+    read_cached: Callable[[int, int, int], Optional[bytes]]
     run: Callable[..., "Deferred[Any]"]
 
     def read_now(self, file: BinaryIO, offset: int, length: int) -> bool:
@@ -262,12 +265,18 @@ class FileReader:
         cold = self._cold_reads
         if cold is not None and length > 0:
             try:
-                read_now = cold.read_now(file, first, length)
+                data = cold.read_cached(file.fileno(), first, length)
             except Exception:
                 file.close()
                 return fail()
-            if not read_now:
+            if data is None:
                 return self._deliver_later(cold, consumer, first, length)
+            file.close()
+            consumer.write(data)
+            if len(data) < length:
+                missing = length - len(data)
+                return fail(TruncatedFile(f"file ended with {missing} bytes still expected"))
+            return succeed(None)
         try:
             try:
                 file.seek(first)

@@ -57,7 +57,13 @@ def cold_reads(threads: Threads, cold_offsets: Set[int]) -> ColdReads:
     """
     Reads whose offset is in C{cold_offsets} count as not cached.
     """
-    return ColdReads(lambda fd, offset, length: offset not in cold_offsets, threads.run)
+    return ColdReads(
+        lambda fd, offset, length: offset not in cold_offsets,
+        lambda fd, offset, length: (
+            None if offset in cold_offsets else os.pread(fd, length, offset)
+        ),
+        threads.run,
+    )
 
 
 @pytest.fixture
@@ -149,7 +155,11 @@ def test_failed_thread_read(path: Path) -> None:
         deferred.errback(OSError(5, "Input/output error"))
         return deferred
 
-    reads = ColdReads(lambda fd, offset, length: offset == 0, failing)
+    reads = ColdReads(
+        lambda fd, offset, length: offset == 0,
+        lambda fd, offset, length: os.pread(fd, length, offset),
+        failing,
+    )
     done = FileRangeProducer(consumer, file, len(DATA), block_size=BLOCK,
                              cold_reads=reads).start()
     assert result(done).check(OSError)  # type: ignore[attr-defined]
@@ -222,7 +232,10 @@ def test_reads_in_a_real_thread_pool(path: Path) -> None:
     # ColdReads.read_later is os.pread on the file's descriptor, whatever the file's position.
     file = open(path, "rb", buffering=0)
     file.seek(5)
-    reads = ColdReads(lambda fd, offset, length: False, lambda f, *a: succeed(f(*a)))
+    reads = ColdReads(
+        lambda fd, offset, length: False, lambda fd, offset, length: None,
+        lambda f, *a: succeed(f(*a)),
+    )
     assert result(reads.read_later(file, 1000, 24)) == DATA[1000:1024]
     assert file.tell() == 5
     file.close()
@@ -256,7 +269,7 @@ async def test_local_backend_reads_evicted_objects_in_threads(tmp_path: Path) ->
         reads.append(args[1:])
         return real.run(function, *args)
 
-    backend._cold_reads = ColdReads(real.resident, counting)
+    backend._cold_reads = ColdReads(real.resident, real.read_cached, counting)
     for key, body in (("big", big), ("small", small)):
         if not _evicted(tmp_path / "bucket" / key, real.resident):
             pytest.skip("this filesystem keeps its pages (tmpfs?)")

@@ -119,3 +119,67 @@ def test_a_filesystem_that_cannot_read_without_waiting(monkeypatch: pytest.Monke
     assert probe.resident(3, 0, 10) and probe.resident(3, 0, 10)
     # Asked once: the filesystem cannot tell, and cachestat's answer stands alone after.
     assert asked == [9]
+
+
+@pytest.mark.skipif(not probe_here.available, reason="no cachestat on this system")
+def test_read_cached_reads_what_is_cached_and_nothing_else(tmp_path: Path) -> None:
+    data = os.urandom(16 * PAGE_SIZE)
+    path = tmp_path / "object"
+    path.write_bytes(data)
+    probe = PageCacheProbe()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert probe.read_cached(fd, 100, 5000) == data[100:5100]
+        # Past the end: a short read, which the caller cannot tell from an uncached page.
+        assert probe.read_cached(fd, len(data) - 10, 20) is None
+    finally:
+        os.close(fd)
+    fd = _evicted(path)
+    try:
+        if probe.resident(fd, 0, PAGE_SIZE):
+            pytest.skip("this filesystem keeps its pages (tmpfs?)")
+        assert probe.read_cached(fd, 0, 4 * PAGE_SIZE) is None
+        os.pread(fd, 10, 0)
+        assert probe.read_cached(fd, 0, 10) == data[:10]
+    finally:
+        os.close(fd)
+
+
+def test_read_cached_without_reads_that_do_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A filesystem that cannot read without waiting: asked once, then cachestat decides and
+    # the bytes are read plainly (to the end of the file, however short).
+    path = tmp_path / "object"
+    path.write_bytes(b"0123456789")
+    probe = PageCacheProbe()
+    _all_cached(probe)
+    asked = []
+
+    def unsupported(fd: int, buffers: list, offset: int, flags: int) -> int:
+        asked.append(offset)
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(os, "preadv", unsupported)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert probe.read_cached(fd, 2, 5) == b"23456"
+        assert probe.read_cached(fd, 8, 5) == b"89"
+    finally:
+        os.close(fd)
+    assert asked == [2]
+    probe._counts.cache = 0
+    probe._syscall = lambda *args: 0
+    assert probe.read_cached(3, 0, 10) is None
+
+
+def test_read_cached_that_would_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = PageCacheProbe()
+
+    def would_wait(fd: int, buffers: list, offset: int, flags: int) -> int:
+        raise BlockingIOError(errno.EAGAIN, "would block")
+
+    monkeypatch.setattr(os, "preadv", would_wait)
+    if probe._nowait is None:
+        pytest.skip("no RWF_NOWAIT here")
+    assert probe.read_cached(3, 0, 10) is None

@@ -13,7 +13,10 @@ which runs before the reactor waits again. Several writes of one response still 
 
 It changes when bytes are sent, never what is sent or in which order: the moment a send leaves
 something behind, or the connection is closing, the transport registers and Twisted's own
-write path takes over until the buffer is empty.
+write path takes over until the buffer is empty. So does a write that leaves more than
+L{SMALL_WRITES} waiting: a large body goes out the way it did (sent at the end of the turn, the
+blocks of a 1 GiB GET on one connection went out slower: 2,238 MB/s against 2,681, medians of
+four downloads each, alternating).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
 from zope.interface import implementer
+
+#: Writes are held for the end of the turn while no more than this many bytes wait.
+SMALL_WRITES = 64 * 1024
 
 
 class TurnEndSender:
@@ -66,8 +72,11 @@ class CoalescingServer(tcp.Server):
     def startWriting(self) -> None:
         if self._registered:
             return
-        if self.disconnecting or self._writeDisconnecting or not self.connected:
-            # Closing: Twisted's path, which closes once the buffer is sent.
+        if (
+            self.disconnecting or self._writeDisconnecting or not self.connected
+            or self._tempDataLen + len(self.dataBuffer) - self.offset > SMALL_WRITES
+        ):
+            # Closing (Twisted's path closes once the buffer is sent), or a large body.
             self._register()
             return
         if not self._queued:

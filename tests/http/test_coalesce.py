@@ -23,7 +23,8 @@ BIG = os.urandom(8 * 1024 * 1024)
 class Answering(Protocol):
     """
     Answers each line it receives: C{small} with three writes, C{big} with L{BIG}, C{close} with
-    a write and a close, C{abort} with a write and an abort.
+    a write and a close, C{abort} with a write and an abort; records whether C{small} and C{big}
+    left the transport registered for writability.
     """
 
     def connectionMade(self) -> None:
@@ -38,6 +39,8 @@ class Answering(Protocol):
                 self.factory.registered.append(self.transport in reactor.getWriters())
             elif line == b"big":
                 self.transport.write(BIG)
+                # Too large to hold: Twisted's own path, at once.
+                self.factory.registered.append(self.transport in reactor.getWriters())
             elif line == b"close":
                 self.transport.write(b"bye")
                 self.transport.loseConnection()
@@ -108,6 +111,7 @@ async def test_a_write_larger_than_the_socket_takes_goes_out_whole() -> None:
     finally:
         await port.stopListening()
     assert answer == BIG
+    assert factory.registered == [True]
 
 
 @pytest_twisted.ensureDeferred

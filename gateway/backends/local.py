@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import stat
 import time
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, TypeVar
@@ -71,6 +70,7 @@ from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
 from gateway.backends.localwatch import FolderWatcher
+from gateway.backends.localtemp import TemporaryFiles
 from gateway.backends.pagecache import PageCacheProbe
 from gateway.backends.producer import ColdReads, FileReader
 from gateway.interfaces import (
@@ -136,6 +136,7 @@ class LocalBackend:
         )
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
+        self._temporary_files = TemporaryFiles()
         probe = PageCacheProbe()
         #: Bodies not in the page cache are read in a thread (where the kernel can tell).
         self._cold_reads = (
@@ -356,14 +357,7 @@ class LocalBackend:
         """
         folder = os.path.join(root, RESERVED, "tmp")
         self.retirements.sweep(root, folder)
-        temp = os.path.join(folder, secrets.token_hex(16))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            return os.open(temp, flags, 0o644), temp
-        except FileNotFoundError:
-            # The first upload of this root (the folder is made once, not checked each time).
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            return os.open(temp, flags, 0o644), temp
+        return self._temporary_files.new(folder)
 
     def check(
         self, condition: Optional[WriteCondition], key: str, path: str, folder: bool

@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from gateway.backends.localkeys import RESERVED
+from gateway.backends.localtemp import temporary_files
 
 #: A temporary file untouched this long is a crash's leftover (see L{sweep_now}).
 STALE_TEMPORARY_AGE = 24 * 3600
@@ -140,16 +141,16 @@ def _names(folder: str) -> List[str]:
 def sweep_now(root: str, temporary_folder: str) -> None:
     """
     Remove what crashes left behind under the resolved C{root}; blocks. That is whatever is in
-    the retired folder (nothing in it is ever needed again), and the files of
-    C{temporary_folder} untouched for L{STALE_TEMPORARY_AGE}: an upload in progress writes to its
-    file, so an old one belongs to none, whichever process made it.
+    the retired folder (nothing in it is ever needed again), and the files under
+    C{temporary_folder} (L{gateway.backends.localtemp.temporary_files}) untouched for
+    L{STALE_TEMPORARY_AGE}: an upload in progress writes to its file, so an old one belongs to
+    none, whichever process made it. The folders stay.
     """
     folder = retired_folder(root)
     for name in _names(folder):
         remove(os.path.join(folder, name))
     cutoff = time.time() - STALE_TEMPORARY_AGE
-    for name in _names(temporary_folder):
-        path = os.path.join(temporary_folder, name)
+    for path in temporary_files(temporary_folder):
         try:
             stale = os.lstat(path).st_mtime < cutoff
         except OSError:

@@ -6,7 +6,8 @@ listings in one call, and the keys and bodies the suites use.
 from __future__ import annotations
 
 import hashlib
-from typing import List, Optional, Tuple
+import os
+from typing import Any, List, Optional, Tuple
 
 import pytest
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -142,3 +143,13 @@ SPECIAL_KEYS = [
     "/".join(["deep"] * 60) + "/file",
     "~tilde/'quote\"/#hash",
 ]
+
+
+def leftover_temporary_files(root: Any) -> List[str]:
+    """
+    The temporary upload files left under the bucket directory C{root} (in any of the
+    temporary folder's subfolders, L{gateway.backends.localtemp}).
+    """
+    from gateway.backends.localtemp import temporary_files
+
+    return list(temporary_files(os.path.join(str(root), ".s3gateway", "tmp")))

@@ -30,6 +30,7 @@ from gateway.interfaces import (
 from gateway.model import WriteMetadata
 from tests.backends.contract import BackendContract, get, metadata_for, names, put, refused
 from tests.backends.contract_copy import ServerSideCopyContract
+from tests.backends.support import leftover_temporary_files
 
 
 def _reactor():  # type: ignore[no-untyped-def]
@@ -203,17 +204,16 @@ async def test_clashes(backend: LocalBackend) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_temporary_file_lifecycle(backend: LocalBackend, root: Path) -> None:
-    temp_dir = root / ".s3gateway" / "tmp"
     writer = await backend.start_write("k")
     writer.write(b"abc")
-    temps = list(temp_dir.iterdir())
-    assert len(temps) == 1 and temps[0].read_bytes() == b"abc"
+    temps = leftover_temporary_files(root)
+    assert len(temps) == 1 and open(temps[0], "rb").read() == b"abc"
     assert not (root / "k").exists()
     assert await names(backend, delimiter="/") == ([], [])
     await writer.abort()
-    assert list(temp_dir.iterdir()) == []
+    assert leftover_temporary_files(root) == []
     await put(backend, "k", b"done")
-    assert list(temp_dir.iterdir()) == []
+    assert leftover_temporary_files(root) == []
     assert (root / "k").read_bytes() == b"done"
 
 
@@ -240,7 +240,7 @@ async def test_failed_commit_removes_temporary(backend: LocalBackend, root: Path
     await put(backend, "q", b"clash")
     await refused(writer.commit(metadata_for(b"z")), InvalidObjectKey)
     await writer.abort()
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -645,7 +645,7 @@ async def test_part_files(backend: LocalBackend, root: Path) -> None:
     assert tree(uploads) == ["up_1", "up_1/1", "up_1/7"]
     await backend.complete_upload("up_1", "joined", [(1, 3)], WriteMetadata(etag="e-1"))
     assert tree(uploads) == []
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
     await write_part(backend, "up_2", 1, b"one")
     await backend.abort_upload("up_2")
     assert tree(uploads) == []
@@ -674,8 +674,10 @@ async def test_part_temporary_file_removed_only_when_not_renamed(
     monkeypatch.setattr(os, "replace", refused_rename)
     with pytest.raises(PermissionError):
         await write_part(backend, "up", 2, b"two")
-    assert [os.path.dirname(path) for path in removed] == [str(root / ".s3gateway" / "tmp")]
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert [os.path.dirname(os.path.dirname(path)) for path in removed] == [
+        str(root / ".s3gateway" / "tmp")
+    ]
+    assert leftover_temporary_files(root) == []
     assert tree(root / ".s3gateway" / "uploads") == ["up", "up/1"]
 
 

@@ -21,7 +21,7 @@ from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
 from gateway.interfaces import InvalidObjectKey
-from tests.backends.support import get, metadata_for, names, put
+from tests.backends.support import get, leftover_temporary_files, metadata_for, names, put
 from tests.backends.test_local import (  # noqa: F401 (backend and root are fixtures)
     _reactor,
     backend,
@@ -65,11 +65,11 @@ async def test_put_is_one_hand_over(
     assert info.size == 4 and (root / "a" / "b" / "c").read_bytes() == b"body"
     # An empty body has no temporary file before the commit: the commit makes it.
     writer = await backend.start_write("empty")
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
     await writer.commit(metadata_for(b""))
     assert calls == [] and committed[-1] == (committer, ["empty"])
     assert await get(backend, "empty") == b""
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -349,17 +349,16 @@ async def test_dropped_upload_removed_in_a_thread_when_large(
     # Freeing a large temporary file takes long enough to stall the reactor.
     monkeypatch.setattr(localretire, "RETIRE_SIZE", 8)
     calls = hand_overs(monkeypatch, backend)
-    temp_dir = root / ".s3gateway" / "tmp"
     small = await backend.start_write("small")
     small.write(b"1234567")
     large = await backend.start_write("large")
     large.write(b"12345678")
-    assert len(list(temp_dir.iterdir())) == 2
+    assert len(leftover_temporary_files(root)) == 2
     dropped = small.abort()
     assert dropped.called and calls == []
     await large.abort()
     assert calls == ["_close_and_remove"]
-    assert list(temp_dir.iterdir()) == []
+    assert leftover_temporary_files(root) == []
     assert await names(backend) == ([], [])
 
 
@@ -420,7 +419,7 @@ async def test_a_batch_shares_its_fsyncs(
     ]
     for key, body in stored:
         assert await get(backend, key) == body
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred

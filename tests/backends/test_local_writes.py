@@ -28,7 +28,7 @@ from gateway.backends.locallock import LOCK_FILES, lock_path
 from gateway.interfaces import PreconditionNotMet
 from gateway.model import ByteRange, WriteMetadata
 from tests.backends.contract_writes import CREATE, conditional_put, if_match, write_parts
-from tests.backends.support import get, metadata_for, put, refused
+from tests.backends.support import get, leftover_temporary_files, metadata_for, put, refused
 from tests.backends.test_local import _reactor, backend, make, root, tree  # noqa: F401 (fixtures)
 
 #: The repository, for the child processes' imports.
@@ -89,7 +89,7 @@ async def test_racing_threads_one_winner(
     assert all(r.check(PreconditionNotMet) for ok, r in results if not ok)
     assert await get(backend, "race/key") == winners[0]
     assert (await backend.stat("race/key")).etag == md5(winners[0])
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 HOLDER = """
@@ -137,7 +137,7 @@ async def test_lock_honoured_across_processes(backend: LocalBackend, root: Path)
         holder.stdin.close()  # type: ignore[union-attr]
         assert holder.wait(10) == 0
     assert (root / "k").read_bytes() == b"theirs"
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 RACER = """
@@ -208,12 +208,12 @@ async def test_lock_file_made_once(backend: LocalBackend, root: Path) -> None:
 async def test_failed_condition_cleans_up(backend: LocalBackend, root: Path) -> None:
     await put(backend, "k", b"x")
     await refused(conditional_put(backend, "k", b"y", CREATE), PreconditionNotMet)
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
     await write_parts(backend, "up", b"part")
     done = backend.complete_upload("up", "k", [(1, 4)], WriteMetadata(etag="e-1"), CREATE)
     await refused(done, PreconditionNotMet)
     assert tree(root / ".s3gateway" / "uploads") == ["up", "up/1"]
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
     assert await get(backend, "k") == b"x"
 
 
@@ -358,7 +358,7 @@ async def test_copy_part_reads_source_once(
     assert sum(read) == 1_500_000
     part = root / ".s3gateway" / "uploads" / "up" / "3"
     assert part.read_bytes() == body[10:1_500_010]
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -368,4 +368,4 @@ async def test_copy_onto_itself_keeps_one_file(backend: LocalBackend, root: Path
     assert tree(root / "dir") == ["k"]
     assert (root / "dir" / "k").read_bytes() == b"body"
     assert dict((await backend.stat("dir/k")).tags) == {"t": "1"}
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []

@@ -17,7 +17,7 @@ from gateway.backends import localretire
 from gateway.backends.local import LocalBackend
 from gateway.model import WriteMetadata
 from tests.backends.contract_writes import write_parts
-from tests.backends.support import get, put
+from tests.backends.support import get, leftover_temporary_files, put
 from tests.backends.test_local import backend, root  # noqa: F401 (fixtures)
 
 
@@ -70,7 +70,7 @@ async def test_large_object_freed_after_the_answer(
     assert await get(backend, "a/k") == b"the second version"
     assert seen == [(old_inode, b"the first version, large enough")]
     await all_removed(backend, root)
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -127,7 +127,7 @@ async def test_failed_rename_keeps_the_old_object(
     assert await get(backend, "k") == b"the first version, large enough"
     assert os.stat(root / "k").st_nlink == 1
     assert retired(root) == []
-    assert list((root / ".s3gateway" / "tmp").iterdir()) == []
+    assert leftover_temporary_files(root) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -203,9 +203,17 @@ async def test_crash_leftovers_removed_before_the_first_upload(
     two_days_ago = time.time() - 2 * 24 * 3600
     os.utime(temporary / "crashed", (two_days_ago, two_days_ago))
     (temporary / "in-progress").write_bytes(b"another process's upload")
+    # Where uploads put their files now: in subfolders (gateway.backends.localtemp).
+    (temporary / "7").mkdir()
+    (temporary / "7" / "crashed").write_bytes(b"crashed upload")
+    os.utime(temporary / "7" / "crashed", (two_days_ago, two_days_ago))
+    (temporary / "7" / "in-progress").write_bytes(b"another process's upload")
     await put(backend, "k", b"first")
     await all_removed(backend, root)
-    assert [p.name for p in temporary.iterdir()] == ["in-progress"]
+    assert sorted(os.path.relpath(path, temporary) for path in leftover_temporary_files(root)) == [
+        "7/in-progress", "in-progress"
+    ]
+    assert (temporary / "7").is_dir()
     # Once per process and bucket, not at every upload.
     (folder / "left-later").write_bytes(b"old")
     await put(backend, "j", b"second")

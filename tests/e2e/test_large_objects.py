@@ -329,7 +329,7 @@ def test_single_put_1gib(big_gateway: Daemon, big_bucket: Bucket, expect_continu
     assert len(temps) == 1, f"temporary files seen: {temps} (upload took {upload_seconds:.1f}s)"
     assert {ino for _, ino in temps} <= {final.stat().st_ino}
     assert watcher.open_files == set(), f"files the daemon had open: {watcher.open_files}"
-    assert not any((big_bucket.path / ".s3gateway" / "tmp").glob("*"))
+    assert not [p for p in (big_bucket.path / ".s3gateway" / "tmp").rglob("*") if p.is_file()]
 
 
 def test_multipart_1gib(big_gateway: Daemon, big_bucket: Bucket) -> None:

@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -16,7 +17,7 @@ from gateway.backends.pagecache import PAGE_SIZE, PageCacheProbe
 probe_here = PageCacheProbe()
 
 
-def _evicted(path: Path) -> int:
+def _evicted(path: Path, probe: PageCacheProbe) -> int:
     """
     Open C{path} with its clean pages dropped from the page cache (a file just written and
     synced; tmpfs cannot drop them, and the test is skipped there).
@@ -24,6 +25,9 @@ def _evicted(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY)
     os.fsync(fd)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    if probe.resident(fd, 0, PAGE_SIZE):
+        os.close(fd)
+        pytest.skip("this filesystem keeps its pages (tmpfs?)")
     return fd
 
 
@@ -39,10 +43,8 @@ def test_cached_then_evicted_then_read(tmp_path: Path) -> None:
         assert probe.resident(fd, 100, 5000)
     finally:
         os.close(fd)
-    fd = _evicted(path)
+    fd = _evicted(path, probe)
     try:
-        if probe.resident(fd, 0, PAGE_SIZE):
-            pytest.skip("this filesystem keeps its pages (tmpfs?)")
         assert not probe.resident(fd, 0, 64 * PAGE_SIZE)
         # One page read back: that page only (the read may bring in a few more ahead).
         os.pread(fd, 10, 3 * PAGE_SIZE)
@@ -106,16 +108,24 @@ def test_a_page_still_being_read_counts_as_not_cached(monkeypatch: pytest.Monkey
     assert asked == [(5999, os.RWF_NOWAIT)]
 
 
-def test_a_filesystem_that_cannot_read_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    probe = PageCacheProbe()
-    _all_cached(probe)
-    asked = []
+def _cannot_read_without_waiting(monkeypatch: pytest.MonkeyPatch) -> List[int]:
+    """
+    Make every C{RWF_NOWAIT} read fail as on a filesystem that cannot do it; the offsets asked.
+    """
+    asked: List[int] = []
 
     def unsupported(fd: int, buffers: list, offset: int, flags: int) -> int:
         asked.append(offset)
         raise OSError(errno.EOPNOTSUPP, "not supported")
 
     monkeypatch.setattr(os, "preadv", unsupported)
+    return asked
+
+
+def test_a_filesystem_that_cannot_read_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = PageCacheProbe()
+    _all_cached(probe)
+    asked = _cannot_read_without_waiting(monkeypatch)
     assert probe.resident(3, 0, 10) and probe.resident(3, 0, 10)
     # Asked once: the filesystem cannot tell, and cachestat's answer stands alone after.
     assert asked == [9]
@@ -134,10 +144,8 @@ def test_read_cached_reads_what_is_cached_and_nothing_else(tmp_path: Path) -> No
         assert probe.read_cached(fd, len(data) - 10, 20) is None
     finally:
         os.close(fd)
-    fd = _evicted(path)
+    fd = _evicted(path, probe)
     try:
-        if probe.resident(fd, 0, PAGE_SIZE):
-            pytest.skip("this filesystem keeps its pages (tmpfs?)")
         assert probe.read_cached(fd, 0, 4 * PAGE_SIZE) is None
         os.pread(fd, 10, 0)
         assert probe.read_cached(fd, 0, 10) == data[:10]
@@ -154,13 +162,7 @@ def test_read_cached_without_reads_that_do_not_wait(
     path.write_bytes(b"0123456789")
     probe = PageCacheProbe()
     _all_cached(probe)
-    asked = []
-
-    def unsupported(fd: int, buffers: list, offset: int, flags: int) -> int:
-        asked.append(offset)
-        raise OSError(errno.EOPNOTSUPP, "not supported")
-
-    monkeypatch.setattr(os, "preadv", unsupported)
+    asked = _cannot_read_without_waiting(monkeypatch)
     fd = os.open(path, os.O_RDONLY)
     try:
         assert probe.read_cached(fd, 2, 5) == b"23456"

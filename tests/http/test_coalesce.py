@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -83,20 +83,25 @@ def exchange(address: Any, line: bytes, expected: int) -> bytes:
         return b"".join(received)
 
 
-async def listening(factory: Factory) -> Any:
-    return await CoalescingEndpoint(
+async def ask(line: bytes, expected: int) -> Tuple[bytes, Factory]:
+    """
+    Send C{line} to a new coalescing TCP port of an L{Answering} factory; the answer (see
+    L{exchange}) and the factory.
+    """
+    factory = answering_factory()
+    port = await CoalescingEndpoint(
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), reactor
     ).listen(factory)
+    try:
+        answer = await deferToThread(exchange, port.getHost().port, line, expected)
+    finally:
+        await port.stopListening()
+    return answer, factory
 
 
 @pytest_twisted.ensureDeferred
 async def test_small_writes_leave_together_at_the_end_of_the_turn() -> None:
-    factory = answering_factory()
-    port = await listening(factory)
-    try:
-        answer = await deferToThread(exchange, port.getHost().port, b"small", 13)
-    finally:
-        await port.stopListening()
+    answer, factory = await ask(b"small", 13)
     assert answer == b"one two three"
     assert factory.registered == [False]
     assert type(factory.transports[0]) is CoalescingServer
@@ -104,36 +109,21 @@ async def test_small_writes_leave_together_at_the_end_of_the_turn() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_write_larger_than_the_socket_takes_goes_out_whole() -> None:
-    factory = answering_factory()
-    port = await listening(factory)
-    try:
-        answer = await deferToThread(exchange, port.getHost().port, b"big", len(BIG))
-    finally:
-        await port.stopListening()
+    answer, factory = await ask(b"big", len(BIG))
     assert answer == BIG
     assert factory.registered == [True]
 
 
 @pytest_twisted.ensureDeferred
 async def test_close_after_a_write_sends_it_then_closes() -> None:
-    factory = answering_factory()
-    port = await listening(factory)
-    try:
-        # Read to the end: the connection must close once the bytes are out.
-        answer = await deferToThread(exchange, port.getHost().port, b"close", 1000)
-    finally:
-        await port.stopListening()
+    # Read to the end: the connection must close once the bytes are out.
+    answer, _ = await ask(b"close", 1000)
     assert answer == b"bye"
 
 
 @pytest_twisted.ensureDeferred
 async def test_abort_after_a_write_drops_it() -> None:
-    factory = answering_factory()
-    port = await listening(factory)
-    try:
-        answer = await deferToThread(exchange, port.getHost().port, b"abort", 1000)
-    finally:
-        await port.stopListening()
+    answer, factory = await ask(b"abort", 1000)
     assert answer == b""
     assert not factory.transports[0].connected
 

@@ -26,7 +26,10 @@ from typing import Any, List, cast
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger
 from zope.interface import implementer
+
+_log = Logger()
 
 #: Writes are held for the end of the turn while no more than this many bytes wait.
 SMALL_WRITES = 64 * 1024
@@ -55,7 +58,13 @@ class TurnEndSender:
         self._scheduled = False
         waiting, self._waiting = self._waiting, []
         for transport in waiting:
-            transport.send_waiting()
+            try:
+                transport.send_waiting()
+            except Exception:
+                # As the reactor does when a descriptor's doWrite raises: log it and drop that
+                # connection; the others of the turn are still sent.
+                _log.failure("Sending at the end of the turn failed; closing the connection")
+                transport.abortConnection()
 
 
 class CoalescingServer(tcp.Server):

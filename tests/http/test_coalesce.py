@@ -13,9 +13,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 
-from gateway.http.coalesce import CoalescingEndpoint, CoalescingServer
+from gateway.http.coalesce import CoalescingEndpoint, CoalescingServer, TurnEndSender
 
 BIG = os.urandom(8 * 1024 * 1024)
 
@@ -141,3 +143,38 @@ async def test_other_ports_are_left_alone(tmp_path) -> None:
     # Twisted's own path: the writes registered for a wake-up.
     assert not isinstance(factory.transports[0], CoalescingServer)
     assert factory.registered == [True]
+
+
+def test_a_failing_send_drops_only_its_connection() -> None:
+    # A producer that raises when the send resumes it, say: that connection is closed, the
+    # other connections of the turn are still sent.
+    class Transport:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+            self.sent = self.aborted = False
+
+        def send_waiting(self) -> None:
+            if self.fails:
+                raise RuntimeError("producer broke")
+            self.sent = True
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+
+    clock = Clock()
+    sender = TurnEndSender(clock)
+    broken, fine = Transport(True), Transport(False)
+    events: List[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        sender.add(broken)  # type: ignore[arg-type]
+        sender.add(fine)  # type: ignore[arg-type]
+        assert len(clock.getDelayedCalls()) == 1
+        clock.advance(0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert broken.aborted and not broken.sent
+    assert fine.sent and not fine.aborted
+    assert [e["log_failure"].value.args for e in events if "log_failure" in e] == [
+        ("producer broke",)
+    ]

@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from gateway.backends.localkeys import RESERVED
-from gateway.backends.localtemp import temporary_files
+from gateway.backends.localtemp import names_in, temporary_files
 
 #: A temporary file untouched this long is a crash's leftover (see L{sweep_now}).
 STALE_TEMPORARY_AGE = 24 * 3600
@@ -131,13 +131,6 @@ def remove(name: str) -> None:
         shutil.rmtree(name, ignore_errors=True)
 
 
-def _names(folder: str) -> List[str]:
-    try:
-        return os.listdir(folder)
-    except OSError:
-        return []
-
-
 def sweep_now(root: str, temporary_folder: str) -> None:
     """
     Remove what crashes left behind under the resolved C{root}; blocks. That is whatever is in
@@ -147,7 +140,7 @@ def sweep_now(root: str, temporary_folder: str) -> None:
     none, whichever process made it. The folders stay.
     """
     folder = retired_folder(root)
-    for name in _names(folder):
+    for name in names_in(folder):
         remove(os.path.join(folder, name))
     cutoff = time.time() - STALE_TEMPORARY_AGE
     for path in temporary_files(temporary_folder):

@@ -101,9 +101,9 @@ def temporary_files(folder: str) -> Iterator[str]:
     The paths of the files under the temporary C{folder}: in its subfolders, and in the folder
     itself (where versions before the subfolders put them).
     """
-    for name in _names(folder):
+    for name in names_in(folder):
         path = os.path.join(folder, name)
-        inside = _names(path)
+        inside = names_in(path)
         if inside:
             for inner in inside:
                 yield os.path.join(path, inner)
@@ -111,7 +111,10 @@ def temporary_files(folder: str) -> Iterator[str]:
             yield path
 
 
-def _names(folder: str) -> List[str]:
+def names_in(folder: str) -> List[str]:
+    """
+    The names in C{folder}; none if it cannot be listed (missing, not a folder, unreadable).
+    """
     try:
         return os.listdir(folder)
     except OSError:

@@ -13,6 +13,7 @@ import pytest
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from zope.interface import implementer
 
+from gateway.backends.localtemp import temporary_files
 from gateway.interfaces import BackendError, IBackend
 from gateway.model import ByteRange, ObjectInfo, WriteMetadata
 
@@ -150,6 +151,4 @@ def leftover_temporary_files(root: Any) -> List[str]:
     The temporary upload files left under the bucket directory C{root} (in any of the
     temporary folder's subfolders, L{gateway.backends.localtemp}).
     """
-    from gateway.backends.localtemp import temporary_files
-
     return list(temporary_files(os.path.join(str(root), ".s3gateway", "tmp")))

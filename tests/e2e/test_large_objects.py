@@ -22,7 +22,7 @@ import psutil
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from tests.e2e.clients import Daemon
+from tests.e2e.clients import Daemon, files_under
 from tests.e2e.conftest import Bucket, _access_key, _secret, add_bucket, boto3_client
 
 pytestmark = pytest.mark.slow
@@ -329,7 +329,7 @@ def test_single_put_1gib(big_gateway: Daemon, big_bucket: Bucket, expect_continu
     assert len(temps) == 1, f"temporary files seen: {temps} (upload took {upload_seconds:.1f}s)"
     assert {ino for _, ino in temps} <= {final.stat().st_ino}
     assert watcher.open_files == set(), f"files the daemon had open: {watcher.open_files}"
-    assert not [p for p in (big_bucket.path / ".s3gateway" / "tmp").rglob("*") if p.is_file()]
+    assert files_under(big_bucket.path / ".s3gateway" / "tmp") == []
 
 
 def test_multipart_1gib(big_gateway: Daemon, big_bucket: Bucket) -> None:

@@ -108,13 +108,14 @@ class PageCacheProbe:
 
     def read_cached(self, fd: int, offset: int, length: int) -> Optional[bytes]:
         """
-        C{length} bytes of C{fd} from C{offset} (fewer at the end of the file) if they can be
-        read without waiting for the disk, else C{None}.
+        The C{length} bytes of C{fd} from C{offset} if they can all be read without waiting for
+        the disk, else C{None}.
 
         For a range read whole at once (a small object): one C{RWF_NOWAIT} read is both the
         question and the answer, where asking (L{resident}) and then reading took four system
         calls, a twentieth of a 4 KiB GET (py-spy). A short read may be the end of the file or
-        a page not yet cached; it answers C{None} (the read in a thread then tells which).
+        a page not yet cached; either way it answers C{None} (the read in a thread then tells
+        which).
         """
         nowait = self._nowait
         if nowait is not None and length > 0:
@@ -131,7 +132,8 @@ class PageCacheProbe:
                 return bytes(buffer) if got == length else None
         if not self.resident(fd, offset, length):
             return None
-        return os.pread(fd, length, offset)
+        data = os.pread(fd, length, offset)
+        return data if len(data) == length else None
 
     def _filled(self, fd: int, offset: int) -> bool:
         """

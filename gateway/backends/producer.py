@@ -43,6 +43,9 @@ class TruncatedFile(Exception):
     The file ended before the expected number of bytes was read: it shrank after it was opened.
     """
 
+    def __init__(self, missing: int) -> None:
+        super().__init__(f"file ended with {missing} bytes still expected")
+
 
 @frozen
 class ColdReads:
@@ -162,7 +165,7 @@ class FileRangeProducer:
 
     def _write(self, data: bytes) -> None:
         if not data:
-            raise TruncatedFile(f"file ended with {self.length} bytes still expected")
+            raise TruncatedFile(self.length)
         self.length -= len(data)
         self._position += len(data)
         self.consumer.write(data)
@@ -273,9 +276,6 @@ class FileReader:
                 return self._deliver_later(cold, consumer, first, length)
             file.close()
             consumer.write(data)
-            if len(data) < length:
-                missing = length - len(data)
-                return fail(TruncatedFile(f"file ended with {missing} bytes still expected"))
             return succeed(None)
         try:
             try:
@@ -293,7 +293,7 @@ class FileReader:
             if chunks:
                 consumer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             if remaining > 0:
-                raise TruncatedFile(f"file ended with {remaining} bytes still expected")
+                raise TruncatedFile(remaining)
         except Exception:
             return fail()
         return succeed(None)
@@ -314,7 +314,7 @@ class FileReader:
             if done.called:
                 return
             if len(data) < length:
-                raise TruncatedFile(f"file ended with {length - len(data)} bytes still expected")
+                raise TruncatedFile(length - len(data))
             consumer.write(data)
 
         def closed(result: object) -> object:

@@ -71,6 +71,7 @@ from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.localtemp import TemporaryFiles
+from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.pagecache import PageCacheProbe
 from gateway.backends.producer import ColdReads, FileReader
 from gateway.interfaces import (
@@ -86,6 +87,10 @@ from gateway.listing import paginate
 from gateway.model import ByteRange, ListingPage, ObjectInfo, WriteCondition, WriteMetadata
 
 T = TypeVar("T")
+
+#: How an object's file is opened for reading. O_NONBLOCK: opening a FIFO put there by other means
+#: must not hang the thread.
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 #: PUTs of bodies smaller than this are committed in batches (L{LocalBackend.install_many}).
 BATCHED_PUT_SIZE = 1024 * 1024
@@ -137,6 +142,7 @@ class LocalBackend:
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
         self._temporary_files = TemporaryFiles()
+        self._link_free = LinkFreeOpener.here(READ_FLAGS)
         probe = PageCacheProbe()
         #: Bodies not in the page cache are read in a thread (where the kernel can tell).
         self._cold_reads = (
@@ -257,12 +263,17 @@ class LocalBackend:
         """
         The opened file of C{key} (C{None} for a folder marker) and its info, as of the opening.
         """
-        _, path, folder = self.locate(key)
+        root = self.real_root()
+        path, folder = key_path(root, key)
         if folder:
+            resolve_inside(root, path)
             return None, self._marker_info(key, path)
         try:
-            # O_NONBLOCK: opening a FIFO put there by other means must not hang the thread.
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = self._link_free.open(path)
+            if fd is None:
+                # A symbolic link on the way (or no openat2): check where the path leads.
+                resolve_inside(root, path)
+                fd = os.open(path, READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             raise NoSuchObject(key) from None
         file = os.fdopen(fd, "rb", buffering=0)

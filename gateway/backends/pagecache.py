@@ -28,16 +28,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
-import sys
 from typing import Callable, Optional
 
-from gateway.libc import libc_function
+from gateway.libc import new_syscall
 
-#: C{cachestat}'s number in the system call table that every Linux architecture shares since
-#: 5.1 (it was added in 6.5), on the architectures where the gateway is known to run.
+#: C{cachestat}'s number in the system call table (Linux 6.5).
 CACHESTAT = 451
-_SHARED_TABLE = frozenset({"x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x"})
 
 #: The page size the kernel counts in.
 PAGE_SIZE = 4096
@@ -55,11 +51,7 @@ class _Counts(ctypes.Structure):
 
 
 def _cachestat() -> Optional[Callable[..., int]]:
-    if sys.platform != "linux" or platform.machine() not in _SHARED_TABLE:
-        return None
-    return libc_function(
-        "syscall", ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint
-    )
+    return new_syscall(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint)
 
 
 class PageCacheProbe:

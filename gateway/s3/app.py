@@ -144,7 +144,7 @@ class S3Gateway:
                     facts.header("access-control-request-headers"),
                 )
             cors.decorate(request, self._cors, bucket, origin)
-            query = parse_query(facts.raw_query, facts.raw_pairs)
+            query = parse_query(facts.raw_query, facts.raw_pairs, facts.query_pairs)
             operation = operation_name(
                 facts.method, bucket, key, query, "x-amz-copy-source" in facts.headers
             )

@@ -38,7 +38,9 @@ def parse_path(raw_path: bytes) -> Tuple[str, str]:
 
 
 def parse_query(
-    raw_query: bytes, raw_pairs: Optional[Sequence[Tuple[bytes, bytes]]] = None
+    raw_query: bytes,
+    raw_pairs: Optional[Sequence[Tuple[bytes, bytes]]] = None,
+    decoded_pairs: Optional[Sequence[Tuple[bytes, bytes]]] = None,
 ) -> Dict[str, str]:
     """
     The query parameters, decoded as a form would be (``+`` is a space); the first value of a
@@ -46,6 +48,9 @@ def parse_query(
 
     :param raw_pairs: the query already split into escaped pairs
         (L{gateway.s3.sigv4.RequestFacts.raw_pairs}), so that a request splits it once.
+    :param decoded_pairs: those pairs with their escapes decoded
+        (L{gateway.s3.sigv4.RequestFacts.query_pairs}), which the signature check has made
+        already: a piece without ``+`` decodes the same either way, and is not decoded again.
     :raise S3Error: InvalidURI when the query, or what an escape in it stands for, is not UTF-8.
     """
     query: Dict[str, str] = {}
@@ -55,8 +60,15 @@ def parse_query(
         raw_pairs = raw_query_pairs(raw_query)
     try:
         raw_query.decode("utf-8")
-        for name, value in raw_pairs:
-            query.setdefault(_form_decode(name), _form_decode(value))
+        if decoded_pairs is None:
+            for name, value in raw_pairs:
+                query.setdefault(_form_decode(name), _form_decode(value))
+            return query
+        for (raw_name, raw_value), (name, value) in zip(raw_pairs, decoded_pairs):
+            query.setdefault(
+                _form_decode(raw_name) if b"+" in raw_name else name.decode("utf-8"),
+                _form_decode(raw_value) if b"+" in raw_value else value.decode("utf-8"),
+            )
     except UnicodeDecodeError:
         raise S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400)
     return query

@@ -18,6 +18,7 @@ import pytest
 import pytest_twisted
 
 from gateway.backends import localindex, localwalk
+from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.local import LocalBackend
 from gateway.interfaces import (
     BackendError,
@@ -145,12 +146,27 @@ async def test_long_names_refused(backend: LocalBackend) -> None:
     await put(backend, "/".join(["abcdefghi"] * 102) + "/x", b"ok")
 
 
+@pytest.fixture(params=["openat2", "no openat2"])
+def either_opener(  # type: ignore[no-untyped-def]
+    request, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> LocalBackend:
+    """
+    A backend that opens files with C{openat2} where this system has it, and one that takes
+    the long way as on a kernel without it (L{gateway.backends.linkfree}).
+    """
+    if request.param == "no openat2":
+        without = classmethod(lambda cls, flags: cls(flags, None))
+        monkeypatch.setattr(LinkFreeOpener, "here", without)
+    return make(tmp_path)
+
+
 @pytest_twisted.ensureDeferred
 async def test_symlink_out_of_root_refused(
-    backend: LocalBackend,
+    either_opener: LocalBackend,
     tmp_path: Path,
     root: Path,
 ) -> None:
+    backend = either_opener
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"secret")
@@ -169,10 +185,15 @@ async def test_symlink_out_of_root_refused(
 
 
 @pytest_twisted.ensureDeferred
-async def test_symlink_inside_root_served(backend: LocalBackend, root: Path) -> None:
+async def test_symlink_inside_root_served(either_opener: LocalBackend, root: Path) -> None:
+    backend = either_opener
     await put(backend, "real/file", b"data")
     (root / "alias").symlink_to(root / "real" / "file")
+    (root / "folder-alias").symlink_to(root / "real")
     assert await get(backend, "alias") == b"data"
+    assert await get(backend, "folder-alias/file") == b"data"
+    await refused(backend.open("folder-alias/missing"), NoSuchObject)
+    await refused(backend.open("real/file/below"), NoSuchObject)
     assert await names(backend) == (["real/file"], [])
 
 

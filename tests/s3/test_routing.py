@@ -16,6 +16,7 @@ from gateway.s3.routing import (
     parse_path,
     parse_query,
 )
+from gateway.s3.sigv4 import decoded_pairs, raw_query_pairs
 
 
 def route(method: str, target: str, copy_source: bool = False) -> str:
@@ -305,6 +306,9 @@ def test_parse_path_invalid(raw: bytes) -> None:
 )
 def test_parse_query(raw: bytes, expected: Dict[str, str]) -> None:
     assert parse_query(raw) == expected
+    # The same from the pairs the signature check split and decoded (``+`` still a plus there).
+    raw_pairs = raw_query_pairs(raw)
+    assert parse_query(raw, raw_pairs, decoded_pairs(raw_pairs)) == expected
 
 
 def test_parse_query_names_are_case_sensitive() -> None:
@@ -318,9 +322,11 @@ def test_parse_query_names_are_case_sensitive() -> None:
 
 @pytest.mark.parametrize("raw", [b"prefix=\xff", b"prefix=%FF", b"\xc3=1", b"prefix=%C3%28"])
 def test_parse_query_invalid(raw: bytes) -> None:
-    with pytest.raises(S3Error) as raised:
-        parse_query(raw)
-    assert (raised.value.code, raised.value.status) == ("InvalidURI", 400)
+    raw_pairs = raw_query_pairs(raw)
+    for decoded in (None, decoded_pairs(raw_pairs)):
+        with pytest.raises(S3Error) as raised:
+            parse_query(raw, raw_pairs, decoded)
+        assert (raised.value.code, raised.value.status) == ("InvalidURI", 400)
 
 
 @pytest.mark.parametrize("value", [None, "", "abc"])

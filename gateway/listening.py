@@ -5,20 +5,29 @@ With ``--workers N`` (N > 1) the supervisor owns the listening socket and its wo
 (L{twisted.internet.interfaces.IReactorSocket.adoptStreamPort}), so the endpoint string cannot
 go through L{twisted.internet.endpoints.serverFromString}, which would start accepting in the
 supervisor. L{parse_listen} reads the endpoint types that can be shared this way and refuses the
-others with a message that says what to use instead; L{open_listening_socket} makes the socket.
+others with a message that says what to use instead; L{SharedSocket} makes the socket.
 
 Supported: ``tcp:PORT[:interface=ADDR][:backlog=N]``, ``tcp6:...`` (the same),
 ``ssl:PORT:privateKey=KEY[:certKey=CERT][:extraCertChain=CHAIN][:dhParameters=DH]`` with the
 same ``interface`` and ``backlog`` (each worker then wraps its connections in TLS, with the files
-of L{ListenSpec.tls}), and ``systemd:domain=INET|INET6:index=I``. Not supported with workers:
-``ssl:``'s ``sslmethod`` (Twisted's default, TLS 1.2 and later, is kept) and ``unix:`` (an
-adopted UNIX port removes the socket's path when one worker stops, cutting off the others).
+of L{ListenSpec.tls}), ``systemd:domain=INET|INET6:index=I`` and
+``unix:PATH[:mode=MODE][:backlog=N][:lockfile=0|1]``.
+Not supported with workers: ``ssl:``'s ``sslmethod`` (Twisted's default, TLS 1.2 and later, is
+kept).
+
+A ``unix:`` socket's path belongs to the supervisor (L{SharedSocket}): it removes a stale socket
+left at the path by a process that died (one that refuses connections), refuses to start if
+another process is listening there, and removes the path when it stops. Workers never remove it
+(L{gateway.adoption}). Twisted's ``lockfile`` is not used for that: one check by connecting does
+the same without a second file, so ``lockfile`` is accepted and changes nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 from typing import Dict, List, Optional, Tuple
 
 from attrs import evolve, frozen
@@ -44,12 +53,14 @@ class ListenSpec:
     """
     Where the workers' shared socket listens.
 
-    :ivar family: C{socket.AF_INET} or C{socket.AF_INET6}.
+    :ivar family: C{socket.AF_INET}, C{socket.AF_INET6} or C{socket.AF_UNIX}.
     :ivar interface: the address to bind (C{""} for every interface); unused for systemd.
     :ivar port: the TCP port (0 for any); unused for systemd.
     :ivar backlog: the listen backlog.
     :ivar inherited_fd: the descriptor systemd passed, or C{None} to bind a new socket.
     :ivar tls: the key and certificates of an ``ssl:`` endpoint, or C{None} for plain TCP.
+    :ivar path: a UNIX socket's path.
+    :ivar mode: a UNIX socket's permissions (Twisted's default for ``unix:``, 0666).
     """
 
     family: int
@@ -58,6 +69,8 @@ class ListenSpec:
     backlog: int = DEFAULT_BACKLOG
     inherited_fd: Optional[int] = None
     tls: Optional[TLSFiles] = None
+    path: str = ""
+    mode: int = 0o666
 
 
 def split_endpoint(description: str) -> Tuple[str, List[str], Dict[str, str]]:
@@ -102,10 +115,35 @@ def parse_listen(description: str) -> ListenSpec:
         return _parse_ssl(positional, keywords, description)
     if kind == "systemd":
         return _parse_systemd(keywords, description)
+    if kind == "unix":
+        return _parse_unix(positional, keywords, description)
     raise UnsupportedEndpoint(
-        f"--workers above 1 cannot share the endpoint {description!r}: only tcp:, tcp6:, ssl: "
-        "and systemd: (domain INET or INET6) endpoints can be; run one worker for the others"
+        f"--workers above 1 cannot share the endpoint {description!r}: only tcp:, tcp6:, ssl:, "
+        "unix: and systemd: (domain INET or INET6) endpoints can be; run one worker for the others"
     )
+
+
+def _parse_unix(positional: List[str], keywords: Dict[str, str], description: str) -> ListenSpec:
+    names = ("address", "mode", "backlog", "lockfile")
+    values = dict(zip(names, positional))
+    values.update(keywords)
+    if set(values) - set(names) or len(positional) > len(names) or not values.get("address"):
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    if values["address"].startswith("\0"):
+        raise UnsupportedEndpoint(
+            f"--workers above 1 cannot share a socket of the abstract namespace: {description!r}"
+        )
+    # Absolute: workers read the path back from the socket, whatever their directory.
+    path = os.path.abspath(values["address"])
+    try:
+        mode = int(values.get("mode", "666"), 8)
+        backlog = int(values.get("backlog", DEFAULT_BACKLOG))
+        lockfile = int(values.get("lockfile", "1"))
+    except ValueError:
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    if not 0 <= mode <= 0o7777 or lockfile not in (0, 1):
+        raise UnsupportedEndpoint(f"cannot read the endpoint {description!r}")
+    return ListenSpec(family=socket.AF_UNIX, path=path, mode=mode, backlog=backlog)
 
 
 #: The keywords of an ``ssl:`` endpoint that name its files, and the positions Twisted's parser
@@ -190,3 +228,83 @@ def open_listening_socket(spec: ListenSpec) -> socket.socket:
             raise
     listening.setblocking(False)
     return listening
+
+
+class SocketPathInUse(OSError):
+    """
+    Another process is listening on the UNIX socket's path.
+    """
+
+
+def _remove_stale_socket(path: str) -> None:
+    """
+    Remove a UNIX socket left at C{path} by a process that is gone (it refuses connections);
+    leave anything else, for C{bind} to refuse.
+
+    :raise SocketPathInUse: if a process is listening there.
+    """
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+        return
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise SocketPathInUse(errno.EADDRINUSE, "another process is listening on this socket", path)
+
+
+class SharedSocket:
+    """
+    The supervisor's listening socket for a L{ListenSpec}, which workers adopt; for ``unix:``,
+    also the socket's path, made with the spec's permissions and removed when it is released
+    (if it is still the socket made here).
+    """
+
+    def __init__(self, spec: ListenSpec) -> None:
+        self.spec = spec
+        self._made: Optional[Tuple[int, int]] = None
+
+    def open(self) -> socket.socket:
+        """
+        The listening socket (L{open_listening_socket}; for ``unix:``, bound to its path).
+        """
+        spec = self.spec
+        if spec.family != socket.AF_UNIX:
+            return open_listening_socket(spec)
+        _remove_stale_socket(spec.path)
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(spec.path)
+            os.chmod(spec.path, spec.mode)
+            made = os.lstat(spec.path)
+            self._made = (made.st_dev, made.st_ino)
+            listening.listen(spec.backlog)
+        except BaseException:
+            listening.close()
+            raise
+        listening.setblocking(False)
+        return listening
+
+    def release(self, listening: socket.socket) -> None:
+        """
+        Close the supervisor's copy of the socket, and remove a ``unix:`` socket's path so that
+        no new client reaches the workers, which drain the connections they have.
+        """
+        listening.close()
+        made, self._made = self._made, None
+        if made is None:
+            return
+        try:
+            found = os.lstat(self.spec.path)
+        except FileNotFoundError:
+            return
+        if (found.st_dev, found.st_ino) == made:
+            os.unlink(self.spec.path)

@@ -33,7 +33,7 @@ from gateway.config import (
 )
 from gateway.heap import freeze_startup_heap
 from gateway.http.coalesce import CoalescingEndpoint
-from gateway.listening import UnsupportedEndpoint, open_listening_socket, parse_listen
+from gateway.listening import SharedSocket, UnsupportedEndpoint, parse_listen
 from gateway.serving import build_site, open_store
 from gateway.tls import TLSSetupError, server_options
 from gateway.workers import WorkerSupervisor
@@ -167,13 +167,14 @@ class GatewayService(MultiService):
         store, self.store = self.store, None
         assert store is not None  # opened by _open_and_listen before it calls this
         await store.close()
-        spec = parse_listen(self.settings["listen"])
+        shared = SharedSocket(parse_listen(self.settings["listen"]))
         supervisor = WorkerSupervisor(
             self.reactor,
             self.settings["workers"],
             self.settings,
-            lambda: open_listening_socket(spec),
-            tls=spec.tls,
+            shared.open,
+            tls=shared.spec.tls,
+            release_socket=shared.release,
         )
         supervisor.setName("workers")
         supervisor.setServiceParent(self)

@@ -36,6 +36,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.reflect import safe_str
 from zope.interface import provider
 
+from gateway.adoption import adopt_listening_port
 from gateway.allocator import keep_freed_memory
 from gateway.drain import ConnectionTracker, drain
 from gateway.heap import freeze_startup_heap
@@ -103,8 +104,8 @@ class Worker:
         if self.arguments.tls is not None:
             options = server_options(TLSFiles.from_json(self.arguments.tls))
             factory = TLSMemoryBIOFactory(options, False, self.tracker)
-        self.port = self.reactor.adoptStreamPort(
-            self.arguments.fd, self.arguments.family, factory
+        self.port = adopt_listening_port(
+            self.reactor, self.arguments.fd, self.arguments.family, factory
         )
         coalesce_writes(self.port, self.reactor)
         accept_fairly(self.port)

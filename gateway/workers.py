@@ -161,8 +161,10 @@ class WorkerSupervisor(Service):
     """
     Keeps C{count} worker processes serving one listening socket.
 
-    :param open_socket: makes the listening socket (L{gateway.listening.open_listening_socket}
-        bound to a spec); called when the service starts, so a port in use fails the start.
+    :param open_socket: makes the listening socket (L{gateway.listening.SharedSocket.open});
+        called when the service starts, so a port in use fails the start.
+    :param release_socket: closes it when the service stops (and removes a UNIX socket's path,
+        L{gateway.listening.SharedSocket.release}); by default, closes it.
     :param tls: the key and certificates with which workers serve TLS, or C{None} for plain
         TCP.
     :param publisher: where the workers' log events go (twisted.logger's global publisher
@@ -182,6 +184,7 @@ class WorkerSupervisor(Service):
         backoff: Optional[RestartBackoff] = None,
         environ: Optional[Mapping[str, str]] = None,
         tls: Optional[TLSFiles] = None,
+        release_socket: Optional[Callable[[socket.socket], None]] = None,
     ) -> None:
         if publisher is None:
             from twisted.logger import globalLogPublisher
@@ -191,6 +194,7 @@ class WorkerSupervisor(Service):
         self.count = count
         self.settings = settings
         self.open_socket = open_socket
+        self.release_socket = release_socket or socket.socket.close
         self.publisher = publisher
         self.drain_timeout = drain_timeout
         self.backoff = backoff if backoff is not None else RestartBackoff()
@@ -271,7 +275,7 @@ class WorkerSupervisor(Service):
                 call.cancel()
         self._pending_restarts = []
         if self.socket is not None:
-            self.socket.close()
+            self.release_socket(self.socket)
         if not self.workers:
             return succeed(None)
         self._all_ended = Deferred()

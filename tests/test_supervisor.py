@@ -5,7 +5,11 @@ The pieces of ``--workers`` without processes: the supervisor on a memory reacto
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import stat
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -22,6 +26,8 @@ from gateway.http.streaming import StreamingSite
 from gateway.listening import (
     DEFAULT_BACKLOG,
     ListenSpec,
+    SharedSocket,
+    SocketPathInUse,
     UnsupportedEndpoint,
     open_listening_socket,
     parse_listen,
@@ -262,13 +268,29 @@ def test_parse_listen_tls(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "description",
     ["ssl:443:privateKey=k.pem:sslmethod=TLSv1_2_METHOD", "ssl:443:k.pem:c.pem:TLSv1_METHOD",
-     "ssl:privateKey=k.pem", "ssl:443:frobnicate=1", "unix:/run/gw.sock",
-     "systemd:domain=UNIX:index=0", "tcp:http", "tcp", "tcp:80:frobnicate=1", "tcp:80:a:9:x",
-     "8333"],
+     "ssl:privateKey=k.pem", "ssl:443:frobnicate=1", "systemd:domain=UNIX:index=0", "tcp:http",
+     "tcp", "tcp:80:frobnicate=1", "tcp:80:a:9:x", "8333", "unix:", "unix:/run/gw.sock:mode=9",
+     "unix:/run/gw.sock:mode=17777", "unix:/run/gw.sock:lockfile=2",
+     "unix:/run/gw.sock:frobnicate=1", "unix:/run/gw.sock:666:50:1:extra", "unix:\0abstract"],
 )
 def test_parse_listen_refuses(description: str) -> None:
     with pytest.raises(UnsupportedEndpoint):
         parse_listen(description)
+
+
+def test_parse_listen_unix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_listen("unix:/run/gw.sock") == ListenSpec(
+        socket.AF_UNIX, path="/run/gw.sock", mode=0o666
+    )
+    assert parse_listen("unix:/run/gw.sock:mode=660:backlog=128:lockfile=0") == ListenSpec(
+        socket.AF_UNIX, path="/run/gw.sock", mode=0o660, backlog=128
+    )
+    assert parse_listen("unix:/run/gw.sock:600:10") == ListenSpec(
+        socket.AF_UNIX, path="/run/gw.sock", mode=0o600, backlog=10
+    )
+    # A relative path is the supervisor's: made absolute for the workers.
+    monkeypatch.chdir(tmp_path)
+    assert parse_listen("unix:gw.sock").path == str(tmp_path / "gw.sock")
 
 
 def test_split_endpoint_escapes() -> None:
@@ -282,6 +304,70 @@ def test_open_listening_socket_listens_non_blocking() -> None:
         socket.create_connection(sock.getsockname(), timeout=5).close()
     finally:
         sock.close()
+
+
+def test_shared_unix_socket_made_with_its_mode_and_removed(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sock"
+    shared = SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path), mode=0o640))
+    listening = shared.open()
+    assert listening.getblocking() is False
+    assert stat.S_ISSOCK(path.lstat().st_mode) and stat.S_IMODE(path.lstat().st_mode) == 0o640
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(path))
+    client.close()
+    shared.release(listening)
+    assert listening.fileno() == -1
+    assert not path.exists()
+
+
+def test_shared_unix_socket_replaces_a_stale_one_only(tmp_path: Path) -> None:
+    """
+    A socket left by a process that died is replaced; one that a process listens on, or a file
+    that is not a socket, is left, and the start fails.
+    """
+    path = tmp_path / "gw.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # the path stays, and nobody listens
+    shared = SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path)))
+    listening = shared.open()
+    try:
+        with pytest.raises(SocketPathInUse):
+            SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path))).open()
+        assert path.exists()
+    finally:
+        shared.release(listening)
+    path.write_text("not a socket")
+    with pytest.raises(OSError) as raised:
+        SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path))).open()
+    assert raised.value.errno == errno.EADDRINUSE
+    assert path.read_text() == "not a socket"
+
+
+def test_shared_unix_socket_leaves_a_path_made_since(tmp_path: Path) -> None:
+    """
+    A path that another process bound again after this one started is not removed on release.
+    """
+    path = tmp_path / "gw.sock"
+    shared = SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path)))
+    listening = shared.open()
+    os.unlink(path)
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(path))
+    try:
+        shared.release(listening)
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+    finally:
+        other.close()
+
+
+def test_shared_tcp_socket_released_by_closing() -> None:
+    shared = SharedSocket(ListenSpec(socket.AF_INET, "127.0.0.1", 0))
+    listening = shared.open()
+    address = listening.getsockname()
+    shared.release(listening)
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=5).close()
 
 
 class FakeTransport:

@@ -84,9 +84,10 @@ def test_workers_from_config_file(tmp_path) -> None:
 
 def test_workers_refuse_an_endpoint_they_cannot_share() -> None:
     with pytest.raises(usage.UsageError, match="cannot share"):
-        parse("--workers", "2", "--listen", "unix:/tmp/gw.sock")
+        parse("--workers", "2", "--listen", "stdio:")
     # One worker serves any endpoint, as before.
-    assert parse("--workers", "1", "--listen", "unix:/tmp/gw.sock").settings["workers"] == 1
+    assert parse("--workers", "1", "--listen", "stdio:").settings["workers"] == 1
+    assert parse("--workers", "2", "--listen", "unix:/tmp/gw.sock").settings["workers"] == 2
 
 
 def test_workers_load_the_tls_files_before_starting(tmp_path) -> None:

@@ -190,12 +190,27 @@ class Daemon:
                     f"gateway exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                self._connect_once()
                 return
             except OSError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not listen within {timeout}s:\n{self.log_tail()}")
+
+    def _connect_once(self) -> None:
+        """
+        Connect to where the daemon listens and hang up: its UNIX socket's path for a ``unix:``
+        endpoint, else 127.0.0.1 and L{port}.
+        """
+        if self.listen is not None and self.listen.startswith("unix:"):
+            probe = socket.socket(socket.AF_UNIX)
+            try:
+                probe.settimeout(1)
+                probe.connect(self.listen[len("unix:") :].split(":", 1)[0])
+            finally:
+                probe.close()
+            return
+        socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
 
     def stop(self, timeout: float = 15.0) -> None:
         """

@@ -28,7 +28,7 @@ import errno
 import os
 import socket
 import stat
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from attrs import evolve, frozen
 from twisted.internet.abstract import isIPv6Address
@@ -217,15 +217,28 @@ def open_listening_socket(spec: ListenSpec) -> socket.socket:
     """
     if spec.inherited_fd is not None:
         listening = socket.socket(fileno=os.dup(spec.inherited_fd))
-    else:
-        listening = socket.socket(spec.family, socket.SOCK_STREAM)
-        try:
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listening.bind((spec.interface, spec.port))
-            listening.listen(spec.backlog)
-        except BaseException:
-            listening.close()
-            raise
+        listening.setblocking(False)
+        return listening
+
+    def bind(listening: socket.socket) -> None:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((spec.interface, spec.port))
+
+    return _listening(spec, bind)
+
+
+def _listening(spec: ListenSpec, bind: Callable[[socket.socket], None]) -> socket.socket:
+    """
+    A new non-blocking socket of C{spec}'s family, bound by C{bind}, listening; closed if that
+    fails.
+    """
+    listening = socket.socket(spec.family, socket.SOCK_STREAM)
+    try:
+        bind(listening)
+        listening.listen(spec.backlog)
+    except BaseException:
+        listening.close()
+        raise
     listening.setblocking(False)
     return listening
 
@@ -280,18 +293,14 @@ class SharedSocket:
         if spec.family != socket.AF_UNIX:
             return open_listening_socket(spec)
         _remove_stale_socket(spec.path)
-        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+
+        def bind(listening: socket.socket) -> None:
             listening.bind(spec.path)
             os.chmod(spec.path, spec.mode)
             made = os.lstat(spec.path)
             self._made = (made.st_dev, made.st_ino)
-            listening.listen(spec.backlog)
-        except BaseException:
-            listening.close()
-            raise
-        listening.setblocking(False)
-        return listening
+
+        return _listening(spec, bind)
 
     def release(self, listening: socket.socket) -> None:
         """

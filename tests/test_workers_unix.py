@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import re
-import secrets
 import signal
 import socket
 import stat
@@ -22,7 +21,7 @@ from typing import Iterator, Set, Tuple
 import pytest
 
 from tests.e2e.clients import Daemon, Signer
-from tests.test_workers import WAIT, _access_key, _secret, wait_for, worker_pids
+from tests.test_workers import WAIT, two_workers, wait_for, worker_pids
 
 _SERVED_BY = re.compile(r"worker=(\d+)\] GET /\S+ 200 .*op=GetObject")
 
@@ -69,26 +68,9 @@ def unix_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
     socket path).
     """
     socket_path = tmp_path / "gw.sock"
-    daemon = Daemon(
-        data_dir=tmp_path / "data",
-        log_path=tmp_path / "gateway.log",
-        access_key=_access_key(),
-        secret_key=_secret(),
-        listen=f"unix:{socket_path}:mode=660",
-        extra_args=("--workers", "2"),
-    )
-    daemon.start()
-    try:
-        wait_for(lambda: len(worker_pids(daemon)) == 2, "two workers")
-        bucket = "unix-" + secrets.token_hex(4)
-        (tmp_path / "bucket").mkdir()
-        daemon.add_connection(bucket, tmp_path / "bucket")
+    with two_workers(tmp_path, "unix-", listen=f"unix:{socket_path}:mode=660") as running:
+        daemon, bucket, _ = running
         yield daemon, bucket, socket_path
-    except BaseException:
-        print(daemon.log_tail(200))
-        raise
-    finally:
-        daemon.stop(timeout=WAIT + 10)
 
 
 def served_by(daemon: Daemon) -> Set[int]:

@@ -12,6 +12,7 @@ With ``--workers N`` above 1 the service supervises N worker processes instead o
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Dict, Optional
 
 from twisted.application.internet import StreamServerEndpointService
@@ -101,6 +102,19 @@ class Options(usage.Options):
             self.settings["create_bucket_root"] = os.path.abspath(root)
 
 
+def exit_with_failure() -> None:
+    """
+    End the process now with status 1, output flushed (the log file is written as it goes).
+    The pidfile, if any, is left; twistd removes a stale one at the next start.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
+
+
 class GatewayService(MultiService):
     """
     The running gateway: store first, then the listening endpoint.
@@ -124,6 +138,15 @@ class GatewayService(MultiService):
             self._json_observer = json_observer(self._json_log_file)
             globalLogPublisher.addObserver(self._json_observer)
         d = self._start()
+        early: list = []
+        if d.called:
+            # Failed (or done) before its first wait, which is before twistd runs the reactor:
+            # raised here, the failure reaches twistd, which reports it and exits with 1.
+            d.addErrback(early.append)
+            if early:
+                self.log.failure("s3gateway could not start", early[0])
+                early[0].raiseException()
+            return
         d.addErrback(self._failed_to_start)
 
     def _start(self):  # type: ignore[no-untyped-def]
@@ -186,9 +209,17 @@ class GatewayService(MultiService):
         )
 
     def _failed_to_start(self, failure: Any) -> None:
+        """
+        Log why the start failed, stop, and end the process with status 1 once the reactor has
+        stopped, so that whatever started it (systemd's C{Restart=on-failure}) sees the
+        failure: twistd itself ends with 0 whenever its reactor stops.
+        """
         self.log.failure("s3gateway could not start", failure)
+        self.reactor.addSystemEventTrigger("after", "shutdown", exit_with_failure)
         if self.reactor.running:
             self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
 
     async def _close(self) -> None:
         await super().stopService()  # type: ignore[misc]

@@ -6,6 +6,8 @@ style): parse options, check the settings; make the service on a memory reactor,
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
@@ -13,6 +15,7 @@ from twisted.python import usage
 
 from gateway.config import DEFAULTS
 from gateway.tap import GatewayService, Options, makeService
+from tests.e2e.clients import REPO_ROOT, Daemon
 from tests.tlsfiles import make_tls_files
 
 
@@ -159,3 +162,40 @@ def test_access_log_setting(tmp_path, monkeypatch) -> None:
     assert parse("--config", str(config)).settings["access_log"] == (
         "/var/log/s3gateway/access.log"
     )
+
+
+def test_start_failing_before_the_reactor_runs_raises_to_twistd(tmp_path) -> None:
+    """
+    A failure before the start's first wait (an access log that cannot be opened) is raised
+    from startService, where twistd reports it and exits with 1, rather than leaving a daemon
+    that serves nothing.
+    """
+    options = parse("--data", str(tmp_path), "--listen", "tcp:0",
+                    "--access-log", str(tmp_path / "missing" / "access.log"))
+    service = makeService(options, reactor=MemoryReactorClock())
+    with pytest.raises(FileNotFoundError):
+        service.startService()
+
+
+def test_start_failing_later_ends_the_process_with_1(tmp_path) -> None:
+    """
+    A failure once the reactor runs (the port is taken) stops twistd, which then exits with 1.
+    """
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        daemon = Daemon(
+            data_dir=tmp_path / "data", log_path=tmp_path / "gateway.log",
+            access_key="AKIDFAILEDSTART00000", secret_key="s" * 40,
+            listen=f"tcp:{busy.getsockname()[1]}:interface=127.0.0.1",
+        )
+        done = subprocess.run(
+            daemon.command(), cwd=str(REPO_ROOT), env=daemon.env(), capture_output=True,
+            text=True, timeout=60, check=False,
+        )
+    finally:
+        busy.close()
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "s3gateway could not start" in done.stdout
+    assert "Address already in use" in done.stdout

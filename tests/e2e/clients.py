@@ -164,17 +164,10 @@ class Daemon:
         Start the daemon and wait until its port accepts connections.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(venv_bin("twistd")), "-n", "--pidfile=", "s3gateway",
-            "--data", str(self.data_dir),
-            "--listen", self.listen or f"tcp:{self.port}:interface=127.0.0.1",
-            "--region", self.region,
-            *self.extra_args,
-        ]  # fmt: skip
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                argv,
+                self.command(),
                 cwd=str(REPO_ROOT),
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
@@ -196,6 +189,18 @@ class Daemon:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not listen within {timeout}s:\n{self.log_tail()}")
+
+    def command(self) -> List[str]:
+        """
+        The daemon's command line (run in the repository, with L{env}).
+        """
+        return [
+            str(venv_bin("twistd")), "-n", "--pidfile=", "s3gateway",
+            "--data", str(self.data_dir),
+            "--listen", self.listen or f"tcp:{self.port}:interface=127.0.0.1",
+            "--region", self.region,
+            *self.extra_args,
+        ]  # fmt: skip
 
     def _connect_once(self) -> None:
         """

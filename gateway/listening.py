@@ -243,6 +243,10 @@ def _listening(spec: ListenSpec, bind: Callable[[socket.socket], None]) -> socke
     return listening
 
 
+#: How long the check for a live listener on a UNIX socket's path waits to connect.
+STALE_PROBE_SECONDS = 5.0
+
+
 class SocketPathInUse(OSError):
     """
     Another process is listening on the UNIX socket's path.
@@ -262,11 +266,16 @@ def _remove_stale_socket(path: str) -> None:
     except FileNotFoundError:
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # A listener too busy to take the probe (its backlog full: EAGAIN, or no answer in time)
+    # is a listener all the same.
+    probe.settimeout(STALE_PROBE_SECONDS)
     try:
         probe.connect(path)
     except ConnectionRefusedError:
         os.unlink(path)
         return
+    except (socket.timeout, BlockingIOError):
+        pass
     except OSError:
         return
     finally:

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 
+from gateway import listening as listening_module
 from gateway.drain import IDLE_CLOSE_GRACE, ConnectionTracker, drain
 from gateway.http.streaming import StreamingSite
 from gateway.listening import (
@@ -342,6 +343,37 @@ def test_shared_unix_socket_replaces_a_stale_one_only(tmp_path: Path) -> None:
         SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path))).open()
     assert raised.value.errno == errno.EADDRINUSE
     assert path.read_text() == "not a socket"
+
+
+def test_shared_unix_socket_with_a_busy_listener_is_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A listener whose backlog is full does not take the probe's connection: that is a process
+    listening all the same, not a stale socket to remove.
+    """
+    monkeypatch.setattr(listening_module, "STALE_PROBE_SECONDS", 0.2)
+    path = tmp_path / "gw.sock"
+    busy = socket.socket(socket.AF_UNIX)
+    busy.bind(str(path))
+    busy.listen(0)
+    waiting = []
+    try:
+        while True:
+            client = socket.socket(socket.AF_UNIX)
+            client.setblocking(False)
+            waiting.append(client)
+            try:
+                client.connect(str(path))
+            except BlockingIOError:
+                break
+        with pytest.raises(SocketPathInUse):
+            SharedSocket(ListenSpec(socket.AF_UNIX, path=str(path))).open()
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+    finally:
+        for client in waiting:
+            client.close()
+        busy.close()
 
 
 def test_shared_unix_socket_leaves_a_path_made_since(tmp_path: Path) -> None:

@@ -138,10 +138,10 @@ class GatewayService(MultiService):
             self._json_observer = json_observer(self._json_log_file)
             globalLogPublisher.addObserver(self._json_observer)
         d = self._start()
-        early: list = []
         if d.called:
             # Failed (or done) before its first wait, which is before twistd runs the reactor:
             # raised here, the failure reaches twistd, which reports it and exits with 1.
+            early: list = []
             d.addErrback(early.append)
             if early:
                 self.log.failure("s3gateway could not start", early[0])
@@ -216,10 +216,9 @@ class GatewayService(MultiService):
         """
         self.log.failure("s3gateway could not start", failure)
         self.reactor.addSystemEventTrigger("after", "shutdown", exit_with_failure)
-        if self.reactor.running:
-            self.reactor.stop()
-        else:
-            self.reactor.callWhenRunning(self.reactor.stop)
+        # Only a failure after the first wait comes here (startService raises the others), and
+        # that wait ends in the running reactor.
+        self.reactor.stop()
 
     async def _close(self) -> None:
         await super().stopService()  # type: ignore[misc]

@@ -61,6 +61,7 @@ from gateway.backends import (
 )
 from gateway.backends.batches import BatchThreads, Outcome
 from gateway.backends.conditions import check_condition
+from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
@@ -69,9 +70,8 @@ from gateway.backends.locallock import locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
-from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.localtemp import TemporaryFiles
-from gateway.backends.linkfree import LinkFreeOpener
+from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.pagecache import PageCacheProbe
 from gateway.backends.producer import ColdReads, FileReader
 from gateway.interfaces import (

@@ -32,6 +32,8 @@ from xml.etree import ElementTree
 
 from attrs import define, field, frozen
 
+from gateway.listening import parse_listen
+
 #: The checkout that holds ``gateway/`` and ``twisted/plugins/``.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,7 +213,7 @@ class Daemon:
             probe = socket.socket(socket.AF_UNIX)
             try:
                 probe.settimeout(1)
-                probe.connect(self.listen[len("unix:") :].split(":", 1)[0])
+                probe.connect(parse_listen(self.listen).path)
             finally:
                 probe.close()
             return

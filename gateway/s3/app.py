@@ -10,7 +10,6 @@ L{S3Gateway._render_error}, the one place errors are written.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Awaitable, Callable, Dict, Optional, Sequence
 
@@ -33,6 +32,7 @@ from gateway.s3.buckets import BucketPolicy
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error, from_backend_error
 from gateway.s3.cors import CorsPolicy
+from gateway.s3.requestids import RequestIds
 from gateway.s3.routing import operation_name, parse_query
 
 Handler = Callable[[OperationContext], Awaitable[Optional[bytes]]]
@@ -76,6 +76,7 @@ class S3Gateway:
         self._base_domains = tuple(base_domains)
         self._cors = cors
         self._allow_signature_v2 = allow_signature_v2
+        self._request_ids = RequestIds()
         self._handlers: Dict[str, Handler] = self._make_handlers()
 
     def resource(self) -> IResource:
@@ -117,7 +118,7 @@ class S3Gateway:
         Serve one request: the response body to write, or C{None} when the response has been
         written already (a streamed object) or the request was cancelled.
         """
-        request_id = os.urandom(8).hex().upper()
+        request_id = self._request_ids.next()
         started = time.monotonic()
         request.setHeader(b"x-amz-request-id", request_id.encode("ascii"))
         request.setHeader(b"x-amz-id-2", request_id.encode("ascii"))

@@ -81,6 +81,28 @@ async def test_clash_refused_before_the_body(backend: LocalBackend) -> None:
         await started
 
 
+@pytest_twisted.ensureDeferred
+async def test_link_made_during_the_body_refused_at_commit(
+    backend: LocalBackend, root: Path, tmp_path: Path
+) -> None:
+    """
+    The commit checks again, under the key's lock, that no link leads to the key's folder: a
+    folder swapped for a link to outside the bucket while the body arrived stores nothing
+    outside.
+    """
+    await put(backend, "f/old", b"x")
+    writer = await backend.start_write("f/k")
+    writer.write(b"late")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.rename(root / "f", tmp_path / "moved")
+    (root / "f").symlink_to(outside)
+    with pytest.raises(InvalidObjectKey):
+        await writer.commit(metadata_for(b"late"))
+    assert list(outside.iterdir()) == []
+    assert leftover_temporary_files(root) == []
+
+
 def test_directory_syncs_shared() -> None:
     """
     Commits that ask while an fsync runs share the next one; each returns only after an fsync

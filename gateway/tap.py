@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
@@ -34,9 +34,15 @@ from gateway.config import (
 )
 from gateway.heap import freeze_startup_heap
 from gateway.http.coalesce import CoalescingEndpoint
-from gateway.listening import SharedSocket, UnsupportedEndpoint, parse_listen
+from gateway.listening import (
+    ListenSpec,
+    SharedSocket,
+    UnsupportedEndpoint,
+    parse_listen,
+    split_endpoint,
+)
 from gateway.serving import build_site, open_store
-from gateway.tls import TLSSetupError, server_options
+from gateway.tls import TLSMaterial, TLSSetupError, options_from, read_material
 from gateway.workers import WorkerSupervisor
 
 
@@ -64,6 +70,9 @@ class Options(usage.Options):
         ["signature-v2", None, None, "Accept AWS Signature Version 2: true (default) or false."],
     ]
 
+    #: The key and certificates of an ``ssl:`` endpoint, read by L{postOptions}.
+    tls: Optional[TLSMaterial] = None
+
     def postOptions(self) -> None:
         file_settings = {}
         if self["config"]:
@@ -86,11 +95,7 @@ class Options(usage.Options):
         self.settings: Dict[str, Any] = dict(merge_settings(file_settings, command_line))
         try:
             self.settings["workers"] = parse_workers(self.settings["workers"])
-            if self.settings["workers"] > 1:
-                spec = parse_listen(self.settings["listen"])
-                if spec.tls is not None:
-                    # Loaded once here, so that a bad file is one message, not a crash loop.
-                    server_options(spec.tls)
+            self.tls = read_tls(self.settings["listen"], self.settings["workers"])
             parse_boolean("signature_v2", self.settings["signature_v2"])
         except (ConfigError, UnsupportedEndpoint, TLSSetupError) as error:
             raise usage.UsageError(str(error))
@@ -100,6 +105,36 @@ class Options(usage.Options):
         root = self.settings["create_bucket_root"]
         if root is not None:
             self.settings["create_bucket_root"] = os.path.abspath(root)
+
+
+def read_tls(listen: Optional[str], workers: int) -> Optional[TLSMaterial]:
+    """
+    The key and certificates of the endpoint C{listen}, if it is ``ssl:``, read and checked now.
+
+    twistd parses its options before it drops privileges (``--uid``/``--gid``): a key only root
+    may read is read here, and kept in memory for the endpoint and every worker (L{gateway.tls}).
+    A bad file is one clear message at the start, not a worker crashing and restarting for ever.
+    With one process, an ``ssl:`` endpoint that L{parse_listen} does not read (``sslmethod``)
+    is left to Twisted, which reads its files when the endpoint opens.
+
+    :raise UnsupportedEndpoint: C{workers} above 1 on an endpoint they cannot share.
+    :raise TLSSetupError: a file that cannot be read or used.
+    """
+    spec: Optional[ListenSpec] = None
+    if not listen:
+        return None
+    if workers > 1:
+        spec = parse_listen(listen)
+    elif split_endpoint(listen)[0] == "ssl":
+        try:
+            spec = parse_listen(listen)
+        except UnsupportedEndpoint:
+            return None
+    if spec is None or spec.tls is None:
+        return None
+    material = read_material(spec.tls)
+    options_from(material)
+    return material
 
 
 def exit_with_failure() -> None:
@@ -122,10 +157,15 @@ class GatewayService(MultiService):
 
     log = Logger()
 
-    def __init__(self, settings: dict, reactor: Any) -> None:
+    def __init__(
+        self, settings: dict, reactor: Any, tls: Optional[TLSMaterial] = None
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.reactor = reactor
+        #: The key and certificates of an ``ssl:`` endpoint, read before privileges were
+        #: dropped (L{read_tls}); C{None} for other endpoints.
+        self.tls = tls
         self.store: Optional[Any] = None
         self._json_log_file: Optional[Any] = None
         self._json_observer: Optional[Any] = None
@@ -167,9 +207,7 @@ class GatewayService(MultiService):
             await self._start_workers()
             return
         site = build_site(self.store, self.settings, self.reactor, self._access_log)
-        endpoint = CoalescingEndpoint(
-            serverFromString(self.reactor, self.settings["listen"]), self.reactor
-        )
+        endpoint = CoalescingEndpoint(self._endpoint(), self.reactor)
         listener = StreamServerEndpointService(endpoint, site)
         listener._raiseSynchronously = True
         listener.setName("listener")
@@ -180,6 +218,20 @@ class GatewayService(MultiService):
             "s3gateway listening on {listen}, data in {data}",
             listen=self.settings["listen"],
             data=data_dir,
+        )
+
+    def _endpoint(self) -> Any:
+        """
+        The endpoint of a single process: an ``ssl:`` one made with the key and certificates
+        read at the start, any other as Twisted makes it of its string.
+        """
+        listen = self.settings["listen"]
+        if self.tls is None:
+            return serverFromString(self.reactor, listen)
+        spec = parse_listen(listen)
+        return SSL4ServerEndpoint(
+            self.reactor, spec.port, options_from(self.tls), backlog=spec.backlog,
+            interface=spec.interface,
         )
 
     async def _start_workers(self) -> None:
@@ -196,7 +248,7 @@ class GatewayService(MultiService):
             self.settings["workers"],
             self.settings,
             shared.open,
-            tls=shared.spec.tls,
+            tls=self.tls,
             release_socket=shared.release,
         )
         supervisor.setName("workers")
@@ -248,4 +300,4 @@ def makeService(config: Options, reactor: Any = None) -> GatewayService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    return GatewayService(config.settings, reactor)
+    return GatewayService(config.settings, reactor, config.tls)

@@ -1,21 +1,28 @@
 """
-The TLS settings of an ``ssl:`` endpoint, for worker processes that adopt a shared socket.
+The TLS settings of an ``ssl:`` endpoint: its files, what they hold, and the server options made
+of them.
 
-A single-process gateway hands its ``ssl:`` endpoint string to Twisted, which loads the key and
-certificates. Workers cannot: they adopt a socket bound by their supervisor
-(L{gateway.listening}), so each wraps its site in TLS itself, with the same files and the same
-meaning as Twisted's endpoint (``privateKey``, ``certKey`` defaulting to the key's file,
-``extraCertChain``, ``dhParameters``). The supervisor loads them once before it starts any worker,
-so that a missing or malformed file stops the start with one clear message rather than a crash
-loop of workers.
+twistd reads the key and certificates once, when it starts and before it drops privileges
+(``--uid``/``--gid``), as other daemons read theirs: a key that only root may read, as in
+Debian's ``/etc/ssl/private``, then serves. What was read (L{TLSMaterial}) is kept in memory. A
+single process makes its endpoint of it; a supervisor hands it to each worker it starts, also to
+one restarted months later, through the worker's standard input (L{TLSMaterial.as_json}), never
+its command line or environment. Workers adopt a socket bound by their supervisor
+(L{gateway.listening}) and wrap their site in TLS themselves, with the same meaning as Twisted's
+endpoint (``privateKey``, ``certKey`` defaulting to the key's file, ``extraCertChain``,
+``dhParameters``). A missing or malformed file stops the start with one clear message.
+
+Diffie-Hellman parameters are the exception: OpenSSL takes them by file name, so the file is
+read again by each process that makes a TLS context, as the user it runs as. They are not
+secret; a readable file is all they need.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from attrs import asdict, frozen
+from attrs import asdict, field, frozen
 from OpenSSL.crypto import X509
 from twisted.internet import ssl
 from twisted.python.filepath import FilePath
@@ -73,24 +80,94 @@ class TLSFiles:
         return cls(**value)  # type: ignore[arg-type]
 
 
+@frozen
+class TLSMaterial:
+    """
+    What the files of an ``ssl:`` endpoint hold, read once (L{read_material}).
+
+    :ivar files: the files it was read from, named in error messages.
+    :ivar private_key: the PEM private key.
+    :ivar certificate: the PEM certificate.
+    :ivar extra_cert_chain: the PEM certificates of the chain, or C{None}.
+    """
+
+    files: TLSFiles
+    private_key: bytes = field(repr=False)
+    certificate: bytes
+    extra_cert_chain: Optional[bytes] = None
+
+    def as_json(self) -> Dict[str, Any]:
+        """
+        The material as JSON values (PEM bytes as Latin-1 text, which keeps any byte), for a
+        worker's standard input; L{from_json} reads it back.
+        """
+        return {
+            "files": self.files.as_json(),
+            "private_key": self.private_key.decode("latin-1"),
+            "certificate": self.certificate.decode("latin-1"),
+            "extra_cert_chain": (
+                None if self.extra_cert_chain is None else self.extra_cert_chain.decode("latin-1")
+            ),
+        }
+
+    @classmethod
+    def from_json(cls, value: Dict[str, Any]) -> "TLSMaterial":
+        chain = value["extra_cert_chain"]
+        return cls(
+            files=TLSFiles.from_json(value["files"]),
+            private_key=value["private_key"].encode("latin-1"),
+            certificate=value["certificate"].encode("latin-1"),
+            extra_cert_chain=None if chain is None else chain.encode("latin-1"),
+        )
+
+
+def read_material(files: TLSFiles) -> TLSMaterial:
+    """
+    Read the key and certificates of C{files}.
+
+    :raise TLSSetupError: a file is missing or unreadable.
+    """
+    return TLSMaterial(
+        files=files,
+        private_key=_read(files.private_key, "private key"),
+        certificate=_read(files.certificate, "certificate"),
+        extra_cert_chain=(
+            None if files.extra_cert_chain is None
+            else _read(files.extra_cert_chain, "certificate chain")
+        ),
+    )
+
+
 def server_options(files: TLSFiles) -> ssl.CertificateOptions:
     """
     The TLS server settings for C{files}: what Twisted's ``ssl:`` endpoint would make of them.
 
     :raise TLSSetupError: a file is missing, unreadable, or not what it should be.
     """
-    key_pem = _read(files.private_key, "private key")
-    certificate_pem = _read(files.certificate, "certificate")
+    return options_from(read_material(files))
+
+
+def options_from(material: TLSMaterial) -> ssl.CertificateOptions:
+    """
+    The TLS server settings made of C{material}, checked: the context is made at once.
+
+    :raise TLSSetupError: the material is not what it should be, or the Diffie-Hellman
+        parameters' file cannot be read or used.
+    """
+    files = material.files
     try:
-        identity = ssl.PrivateCertificate.loadPEM(certificate_pem + b"\n" + key_pem)
+        identity = ssl.PrivateCertificate.loadPEM(
+            material.certificate + b"\n" + material.private_key
+        )
     except Exception as error:
         raise TLSSetupError(
             f"cannot load the TLS certificate {files.certificate} with the private key "
             f"{files.private_key}: {error}"
         )
     chain: Optional[List[X509]] = None
-    if files.extra_cert_chain is not None:
-        chain = _certificate_chain(files.extra_cert_chain)
+    if material.extra_cert_chain is not None:
+        assert files.extra_cert_chain is not None
+        chain = _certificate_chain(material.extra_cert_chain, files.extra_cert_chain)
     dh_parameters = None
     if files.dh_parameters is not None:
         _read(files.dh_parameters, "Diffie-Hellman parameters")
@@ -113,11 +190,11 @@ def server_options(files: TLSFiles) -> ssl.CertificateOptions:
     return options
 
 
-def _certificate_chain(path: str) -> List[X509]:
+def _certificate_chain(pem: bytes, path: str) -> List[X509]:
     from cryptography.x509 import load_pem_x509_certificates
 
     try:
-        certificates = load_pem_x509_certificates(_read(path, "certificate chain"))
+        certificates = load_pem_x509_certificates(pem)
     except ValueError as error:
         raise TLSSetupError(
             f"the TLS certificate chain {path} holds no PEM certificates: {error}"

@@ -4,8 +4,9 @@ One worker process of a gateway with ``--workers N``: ``python -m gateway.worker
 The supervisor (L{gateway.workers}) has bound the listening socket and passes it as a file
 descriptor; the worker opens the metadata store, builds the same site as a single-process gateway
 (L{gateway.serving.build_site}) and adopts the socket, wrapping its connections in TLS for an
-``ssl:`` endpoint (L{gateway.tls}). Its log events go to standard output as
-JSON lines, which the supervisor relays into its own log.
+``ssl:`` endpoint with the key and certificates its supervisor writes to its standard input
+(L{gateway.tls}). Its log events go to standard output as JSON lines, which the supervisor relays
+into its own log.
 
 On SIGTERM (or when its supervisor is gone) it stops accepting, lets the requests in flight
 finish (L{gateway.drain}), closes the store and exits.
@@ -19,7 +20,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, BinaryIO, Dict, List, Optional
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import LoopingCall
@@ -44,7 +45,7 @@ from gateway.http.coalesce import coalesce_writes
 from gateway.logrelay import event_as_json
 from gateway.accessfile import AccessLogFile
 from gateway.serving import build_site, open_store
-from gateway.tls import TLSFiles, server_options
+from gateway.tls import TLSMaterial, TLSSetupError, options_from
 
 #: How long a stopping worker waits for requests in flight, in seconds.
 DEFAULT_DRAIN_TIMEOUT = 30.0
@@ -66,8 +67,9 @@ def parse_arguments(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--family", type=int, required=True, help="its address family")
     parser.add_argument("--settings", type=json.loads, required=True, help="settings, as JSON")
-    parser.add_argument("--tls", type=json.loads, default=None,
-                        help="serve TLS with these files (gateway.tls.TLSFiles, as JSON)")
+    parser.add_argument("--tls-on-stdin", action="store_true",
+                        help="serve TLS with the key and certificates given on standard input "
+                             "(gateway.tls.TLSMaterial, as JSON)")
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
     parser.add_argument("--supervisor-pid", type=int, default=None,
                         help="stop when this process is no longer the parent")
@@ -79,9 +81,12 @@ class Worker:
     The serving life of one worker: start, serve, drain, stop.
     """
 
-    def __init__(self, reactor: Any, arguments: argparse.Namespace) -> None:
+    def __init__(
+        self, reactor: Any, arguments: argparse.Namespace, tls: Optional[TLSMaterial] = None
+    ) -> None:
         self.reactor = reactor
         self.arguments = arguments
+        self.tls = tls
         self.store: Optional[Any] = None
         self.port: Optional[Any] = None
         self.tracker: Optional[ConnectionTracker] = None
@@ -101,9 +106,8 @@ class Worker:
             build_site(self.store, settings, self.reactor, self.access_log)
         )
         factory: Any = self.tracker
-        if self.arguments.tls is not None:
-            options = server_options(TLSFiles.from_json(self.arguments.tls))
-            factory = TLSMemoryBIOFactory(options, False, self.tracker)
+        if self.tls is not None:
+            factory = TLSMemoryBIOFactory(options_from(self.tls), False, self.tracker)
         self.port = adopt_listening_port(
             self.reactor, self.arguments.fd, self.arguments.family, factory
         )
@@ -137,6 +141,18 @@ class Worker:
         if self.access_log is not None:
             self.access_log.close()
         _log.info("worker {pid} stopped", pid=os.getpid())
+
+
+def read_tls_material(stream: BinaryIO) -> TLSMaterial:
+    """
+    The TLS material the supervisor wrote to C{stream} (the worker's standard input) and closed.
+
+    :raise TLSSetupError: the input was not that (a supervisor gone before it wrote).
+    """
+    try:
+        return TLSMaterial.from_json(json.loads(stream.read()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise TLSSetupError(f"no TLS key and certificates on standard input: {error}")
 
 
 def accept_fairly(port: Any, per_wakeup: int = ACCEPTS_PER_WAKEUP) -> None:
@@ -242,7 +258,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     from twisted.internet import reactor
 
     log_to_stdout()
-    worker = Worker(reactor, arguments)
+    tls = None
+    if arguments.tls_on_stdin:
+        # Read before the reactor runs: the supervisor writes it all at once, then closes.
+        try:
+            tls = read_tls_material(sys.stdin.buffer)
+        except TLSSetupError as error:
+            _log.error("worker {pid} could not start: {error}", pid=os.getpid(), error=error)
+            return 1
+    worker = Worker(reactor, arguments, tls)
     status = [0]
 
     def failed(failure: Any) -> None:

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 import gateway
 from gateway.logrelay import LineRelay
-from gateway.tls import TLSFiles
+from gateway.tls import TLSMaterial
 from gateway.worker import DEFAULT_DRAIN_TIMEOUT
 
 #: The descriptor number under which a worker receives the listening socket.
@@ -77,12 +77,11 @@ class RestartBackoff:
 
 
 def worker_argv(
-    settings: Mapping[str, Any], family: int, drain_timeout: float,
-    tls: Optional[TLSFiles] = None,
+    settings: Mapping[str, Any], family: int, drain_timeout: float, tls: bool = False
 ) -> List[str]:
     """
-    The command line of one worker process; with C{tls}, it serves TLS with those files (their
-    paths only: the key itself is read by the worker).
+    The command line of one worker process; with C{tls}, it serves TLS with the key and
+    certificates it reads from its standard input (L{WorkerProcess.connectionMade} writes them).
     """
     worker_settings = {name: settings.get(name) for name in WORKER_SETTINGS}
     argv = [
@@ -93,8 +92,8 @@ def worker_argv(
         "--drain-timeout", str(drain_timeout),
         "--supervisor-pid", str(os.getpid()),
     ]  # fmt: skip
-    if tls is not None:
-        argv += ["--tls", json.dumps(tls.as_json())]
+    if tls:
+        argv.append("--tls-on-stdin")
     return argv
 
 
@@ -129,6 +128,14 @@ class WorkerProcess(ProcessProtocol):
         self.pid = getattr(self.transport, "pid", None)
         self._stdout = LineRelay(self.pid or 0, self.supervisor.publisher, json_lines=True)
         self._stderr = LineRelay(self.pid or 0, self.supervisor.publisher, json_lines=False)
+        transport = self.transport
+        assert transport is not None
+        tls = self.supervisor.tls
+        if tls is not None:
+            # Through a pipe only this worker reads: never its command line or environment,
+            # which other users may see.
+            transport.write(json.dumps(tls.as_json()).encode("ascii"))
+        transport.closeStdin()
 
     def outReceived(self, data: bytes) -> None:
         if self._stdout is not None:
@@ -165,8 +172,9 @@ class WorkerSupervisor(Service):
         called when the service starts, so a port in use fails the start.
     :param release_socket: closes it when the service stops (and removes a UNIX socket's path,
         L{gateway.listening.SharedSocket.release}); by default, closes it.
-    :param tls: the key and certificates with which workers serve TLS, or C{None} for plain
-        TCP.
+    :param tls: the key and certificates with which workers serve TLS (read before twistd
+        dropped privileges, handed to each worker on its standard input), or C{None} for
+        plain TCP.
     :param publisher: where the workers' log events go (twisted.logger's global publisher
         unless a test gives another).
     """
@@ -183,7 +191,7 @@ class WorkerSupervisor(Service):
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         backoff: Optional[RestartBackoff] = None,
         environ: Optional[Mapping[str, str]] = None,
-        tls: Optional[TLSFiles] = None,
+        tls: Optional[TLSMaterial] = None,
         release_socket: Optional[Callable[[socket.socket], None]] = None,
     ) -> None:
         if publisher is None:
@@ -235,7 +243,9 @@ class WorkerSupervisor(Service):
         self.reactor.spawnProcess(
             protocol,
             sys.executable,
-            worker_argv(self.settings, self.socket.family, self.drain_timeout, self.tls),
+            worker_argv(
+                self.settings, self.socket.family, self.drain_timeout, self.tls is not None
+            ),
             env=worker_environment(self.environ),
             childFDs={0: "w", 1: "r", 2: "r", WORKER_LISTEN_FD: self.socket.fileno()},
         )

@@ -6,6 +6,7 @@ The pieces of ``--workers`` without processes: the supervisor on a memory reacto
 from __future__ import annotations
 
 import errno
+import io
 import os
 import socket
 import stat
@@ -35,8 +36,8 @@ from gateway.listening import (
     split_endpoint,
 )
 from gateway.logrelay import LineRelay
-from gateway.tls import TLSFiles
-from gateway.worker import parse_arguments, portable_event
+from gateway.tls import TLSFiles, TLSMaterial, TLSSetupError
+from gateway.worker import parse_arguments, portable_event, read_tls_material
 from gateway.workers import (
     KILL_GRACE,
     WORKER_LISTEN_FD,
@@ -50,15 +51,25 @@ SETTINGS = {"data": "/srv/gw", "region": "eu-west-1", "create_bucket_root": None
 
 class FakeProcess:
     """
-    What C{spawnProcess} returns: records the signals sent to it.
+    What C{spawnProcess} returns: records the signals sent to it, and what was written to its
+    standard input before that was closed.
     """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.signals: List[str] = []
+        self.stdin = b""
+        self.stdin_closed = False
 
     def signalProcess(self, name: str) -> None:
         self.signals.append(name)
+
+    def write(self, data: bytes) -> None:
+        assert not self.stdin_closed
+        self.stdin += data
+
+    def closeStdin(self) -> None:
+        self.stdin_closed = True
 
 
 class ProcessReactor(MemoryReactorClock):
@@ -117,20 +128,46 @@ def test_start_spawns_workers_with_the_socket(listening) -> None:
         assert "json_log" not in args[args.index("--settings") + 1]
         assert "S3GW_SECRET_KEY" not in spawn["env"] and "S3GW_ACCESS_KEY" not in spawn["env"]
         assert spawn["env"]["PYTHONPATH"].endswith("/elsewhere")
-        assert "--tls" not in args
+        assert "--tls-on-stdin" not in args
+        # A worker reads nothing from its standard input, which is closed at once.
+        assert spawn["process"].stdin == b"" and spawn["process"].stdin_closed
     assert sorted(supervisor.pids) == [1001, 1002]
 
 
-def test_workers_are_told_the_tls_files(listening) -> None:
+def test_worker_without_its_tls_material_refuses_to_start() -> None:
+    """
+    A worker told to read TLS from its standard input that finds nothing there (a supervisor
+    gone before it wrote) stops with a clear error.
+    """
+    with pytest.raises(TLSSetupError, match="no TLS key and certificates on standard input"):
+        read_tls_material(io.BytesIO(b""))
+    with pytest.raises(TLSSetupError, match="no TLS key and certificates on standard input"):
+        read_tls_material(io.BytesIO(b'{"files": {}}'))
+
+
+def test_workers_are_handed_the_tls_material_on_stdin(listening) -> None:
+    """
+    The key and certificates the supervisor read go to each worker through its standard input,
+    which is then closed; the command line only says to read them there.
+    """
     reactor = ProcessReactor()
-    tls = TLSFiles("/etc/gw/key.pem", "/etc/gw/cert.pem", extra_cert_chain="/etc/gw/chain.pem")
-    supervisor = WorkerSupervisor(reactor, 1, SETTINGS, lambda: listening, publisher=[].append,
-                                  tls=tls)
+    files = TLSFiles("/etc/gw/key.pem", "/etc/gw/cert.pem", extra_cert_chain="/etc/gw/chain.pem")
+    material = TLSMaterial(files, b"-----KEY-----", b"-----CERT-----", b"-----CHAIN-----")
+    supervisor = WorkerSupervisor(reactor, 2, SETTINGS, lambda: listening, publisher=[].append,
+                                  tls=material)
     supervisor.startService()
-    args = reactor.spawned[0]["args"]
-    arguments = parse_arguments(args[3:])
-    assert TLSFiles.from_json(arguments.tls) == tls
-    assert arguments.fd == WORKER_LISTEN_FD
+    for spawn in reactor.spawned:
+        args = spawn["args"]
+        arguments = parse_arguments(args[3:])
+        assert arguments.tls_on_stdin and arguments.fd == WORKER_LISTEN_FD
+        assert not any("KEY" in arg or "/etc/gw" in arg for arg in args)
+        process = spawn["process"]
+        assert process.stdin_closed
+        assert read_tls_material(io.BytesIO(process.stdin)) == material
+    # A worker started again later is handed the same, with no file read.
+    end(reactor.spawned[0])
+    reactor.advance(60)
+    assert read_tls_material(io.BytesIO(reactor.spawned[-1]["process"].stdin)) == material
 
 
 def test_dead_worker_is_restarted_after_a_growing_delay(listening) -> None:

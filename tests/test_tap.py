@@ -10,6 +10,8 @@ import socket
 import subprocess
 
 import pytest
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
@@ -103,6 +105,37 @@ def test_workers_load_the_tls_files_before_starting(tmp_path) -> None:
     with pytest.raises(usage.UsageError, match="public and private keys do not match"):
         parse("--workers", "2", "--listen",
               f"ssl:8443:privateKey={files['other-key']}:certKey={files['cert']}")
+
+
+def test_one_process_reads_the_tls_files_before_starting(tmp_path) -> None:
+    """
+    An ``ssl:`` endpoint's files are read when the options are (before twistd drops its
+    privileges), and the endpoint is made of what was read: the files may be unreadable by
+    the time the service starts.
+    """
+    (tmp_path / "tls").mkdir()
+    files = make_tls_files(tmp_path / "tls")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key.write_bytes(files["key"].read_bytes())
+    cert.write_bytes(files["cert"].read_bytes())
+    config = parse("--data", str(tmp_path / "data"), "--listen",
+                   f"ssl:8443:privateKey={key}:certKey={cert}:interface=127.0.0.1:backlog=7")
+    key.unlink()
+    cert.unlink()
+    reactor = MemoryReactorClock()
+    service = makeService(config, reactor=reactor)
+    service._endpoint().listen(object())
+    ((port, _, context_factory, backlog, interface),) = reactor.sslServers
+    assert (port, backlog, interface) == (8443, 7, "127.0.0.1")
+    connection = SSL.Connection(context_factory.getContext(), None)
+    subject = connection.get_certificate().to_cryptography().subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "127.0.0.1"
+    # A missing file is a usage error at once, as with workers.
+    with pytest.raises(usage.UsageError, match=f"cannot read the TLS private key {key}"):
+        parse("--listen", f"ssl:8443:privateKey={key}")
+    # An ssl: endpoint that only Twisted reads is left to it, as before.
+    assert parse("--listen", f"ssl:8443:privateKey={key}:sslmethod=TLSv1_2_METHOD").tls is None
+    assert parse("--listen", "tcp:8333").tls is None
 
 
 def test_make_service_builds_gateway_service(tmp_path) -> None:

@@ -4,6 +4,7 @@ L{gateway.tls}: the files of an ``ssl:`` endpoint, and the TLS settings workers 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
-from gateway.tls import TLSFiles, TLSSetupError, server_options
+from gateway.tls import (
+    TLSFiles,
+    TLSMaterial,
+    TLSSetupError,
+    options_from,
+    read_material,
+    server_options,
+)
 from tests.tlsfiles import make_tls_files
 
 
@@ -99,3 +107,43 @@ def test_unusable_diffie_hellman_parameters(files, tmp_path: Path) -> None:
         server_options(
             TLSFiles(str(files["key"]), str(files["cert"]), dh_parameters=str(garbage))
         )
+
+
+def test_material_read_once_serves_without_its_files(files, tmp_path: Path) -> None:
+    """
+    What L{read_material} read makes the same server settings after its files are gone (a
+    worker started after twistd dropped the privileges that could read them).
+    """
+    copies = {}
+    for name in ("key", "cert", "chain"):
+        copies[name] = tmp_path / f"{name}.pem"
+        copies[name].write_bytes(files[name].read_bytes())
+    material = read_material(
+        TLSFiles(str(copies["key"]), str(copies["cert"]), extra_cert_chain=str(copies["chain"]))
+    )
+    for copy in copies.values():
+        copy.unlink()
+    options = options_from(material)
+    assert _certificate_subject(options) == "127.0.0.1"
+    assert [_common_name(c) for c in options.extraCertChain] == [
+        "s3gateway test intermediate"
+    ]
+
+
+def test_material_json_round_trip_keeps_every_byte() -> None:
+    files = TLSFiles("/k.pem", "/c.pem", "/chain.pem")
+    material = TLSMaterial(files, bytes(range(256)), b"cert\xff", b"chain")
+    assert TLSMaterial.from_json(json.loads(json.dumps(material.as_json()))) == material
+    plain = TLSMaterial(TLSFiles("/k.pem", "/k.pem"), b"key", b"cert")
+    assert TLSMaterial.from_json(json.loads(json.dumps(plain.as_json()))) == plain
+
+
+def test_material_repr_leaves_the_key_out() -> None:
+    material = TLSMaterial(TLSFiles("/k.pem", "/c.pem"), b"SECRET-KEY-BYTES", b"cert")
+    assert "SECRET-KEY-BYTES" not in repr(material)
+
+
+def test_unreadable_chain_is_named(files, tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.pem")
+    with pytest.raises(TLSSetupError, match=f"certificate chain {missing}: No such file"):
+        read_material(TLSFiles(str(files["key"]), str(files["cert"]), missing))

@@ -12,12 +12,18 @@ import secrets
 import signal
 import ssl
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator, Set, Tuple
 
 import pytest
 
 from tests.e2e.clients import Daemon, free_port
-from tests.test_workers import Client, clients_by_worker, two_workers, worker_pids
+from tests.test_workers import (
+    Client,
+    clients_by_worker,
+    two_workers,
+    wait_for,
+    worker_pids,
+)
 from tests.tlsfiles import boto3_over_tls, make_tls_files, tls_endpoint
 
 psutil = pytest.importorskip("psutil")
@@ -61,6 +67,40 @@ def test_every_worker_serves_tls(tls_daemon) -> None:
     # The certificate is the operator's: a client that does not trust its CA refuses it.
     with pytest.raises(ssl.SSLCertVerificationError):
         Client(daemon, ssl.create_default_context())
+
+
+def test_worker_started_again_without_the_key_files_serves_tls(tls_daemon, tmp_path) -> None:
+    """
+    Workers are handed the key and certificates their supervisor read when twistd started: a
+    worker started again once the files cannot be read any more (as after twistd's ``--uid``
+    switch, for a key only root reads) still serves TLS.
+    """
+    daemon, bucket, _, context = tls_daemon
+    (tmp_path / "key.pem").unlink()
+    (tmp_path / "cert.pem").unlink()
+    writer = Client(daemon, context)
+    assert writer.request("PUT", f"/{bucket}/k", b"after the files went")[0] == 200
+    writer.close()
+    before = worker_pids(daemon)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    after: Set[int] = wait_for(  # type: ignore[assignment]
+        lambda: (lambda pids: pids if len(pids) == 2 and victim not in pids else None)(
+            worker_pids(daemon)
+        ),
+        "a replacement worker",
+    )
+    (replacement,) = after - before
+    clients = clients_by_worker(daemon, f"/{bucket}/k", after, tls=context)
+    try:
+        assert replacement in clients
+        assert clients[replacement].request("GET", f"/{bucket}/k") == (
+            200, b"after the files went"
+        )
+    finally:
+        for client in clients.values():
+            client.close()
+    assert "could not start" not in daemon.log_path.read_text()
 
 
 def test_boto3_multipart_round_trip_over_tls(tls_daemon, monkeypatch) -> None:

@@ -236,10 +236,14 @@ class WorkerSupervisor(Service):
         return [w.pid for w in self.workers if w.pid is not None and not w.ended]
 
     def _spawn(self) -> None:
+        """
+        Start one worker; raises what starting it raised (the interpreter not executable by
+        the user twistd runs as, no processes or memory left), and the worker is then not
+        counted: a stop waits for no process that never was.
+        """
         if self._stopping or self.socket is None:
             return
         protocol = WorkerProcess(self, self.reactor.seconds())
-        self.workers.append(protocol)
         self.reactor.spawnProcess(
             protocol,
             sys.executable,
@@ -249,6 +253,7 @@ class WorkerSupervisor(Service):
             env=worker_environment(self.environ),
             childFDs={0: "w", 1: "r", 2: "r", WORKER_LISTEN_FD: self.socket.fileno()},
         )
+        self.workers.append(protocol)
 
     def worker_ended(self, worker: WorkerProcess, reason: Failure) -> None:
         """
@@ -271,8 +276,21 @@ class WorkerSupervisor(Service):
         self._pending_restarts.append(call)
 
     def _restart(self) -> None:
+        """
+        Start a worker in place of one that ended; if it cannot be started (a fork refused
+        for want of processes or memory, months into a run), try again later, with the same
+        growing delay as for a worker that dies young, rather than serve with one fewer for
+        good.
+        """
         self._pending_restarts = [c for c in self._pending_restarts if c.active()]
-        self._spawn()
+        try:
+            self._spawn()
+        except Exception:
+            delay = self.backoff.delay(0.0)
+            self.log.failure(
+                "could not start a worker; trying again in {delay:.1f}s", delay=delay
+            )
+            self._pending_restarts.append(self.reactor.callLater(delay, self._restart))
 
     def stopService(self) -> "Deferred[None]":
         """

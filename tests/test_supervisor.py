@@ -17,7 +17,7 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger, LogLevel, eventAsJSON
+from twisted.logger import Logger, LogLevel, capturedLogs, eventAsJSON
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -81,9 +81,15 @@ class ProcessReactor(MemoryReactorClock):
         super().__init__()
         self.spawned: List[Dict[str, Any]] = []
         self._next_pid = 1000
+        #: How many of the next spawns fail, as a fork refused or an interpreter the user
+        #: may not run would.
+        self.refuse = 0
 
     def spawnProcess(self, protocol, executable, args=(), env=None, path=None, uid=None,
                      gid=None, usePTY=False, childFDs=None):  # type: ignore[no-untyped-def]
+        if self.refuse:
+            self.refuse -= 1
+            raise PermissionError(13, "Permission denied", executable)
         self._next_pid += 1
         process = FakeProcess(self._next_pid)
         protocol.makeConnection(process)
@@ -204,6 +210,75 @@ def test_stop_terms_workers_and_waits_for_them(listening) -> None:
     assert fired == [None]
     reactor.advance(60)
     assert reactor.spawned[1]["process"].signals == ["TERM"]
+
+
+def test_a_worker_that_cannot_be_started_fails_the_start(listening) -> None:
+    """
+    The start fails with what starting the worker raised, and the stop that follows waits
+    only for the workers that did start (it waited for ever before, and twistd with it).
+    """
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    reactor.refuse = 1
+    with pytest.raises(PermissionError):
+        supervisor.startService()
+    assert supervisor.pids == [] and reactor.spawned == []
+    fired: list = []
+    supervisor.stopService().addCallback(fired.append)
+    assert fired == [None]
+    # One started, the next not: the stop waits for the one.
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    reactor.refuse = 0
+    original = reactor.spawnProcess
+
+    def second_refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if reactor.spawned:
+            reactor.refuse = 1
+        return original(*args, **kwargs)
+
+    reactor.spawnProcess = second_refused  # type: ignore[method-assign]
+    with pytest.raises(PermissionError):
+        supervisor.startService()
+    assert supervisor.pids == [1001]
+    fired = []
+    supervisor.stopService().addCallback(fired.append)
+    assert fired == [] and reactor.spawned[0]["process"].signals == ["TERM"]
+    end(reactor.spawned[0], Failure(ProcessDone(0)))
+    assert fired == [None]
+
+
+def test_a_restart_that_cannot_start_a_worker_tries_again(listening) -> None:
+    """
+    A worker that cannot be started in place of one that died is tried again after a
+    growing delay, until one starts; a stop meanwhile cancels the tries and waits for no
+    worker that never started.
+    """
+    reactor = ProcessReactor()
+    supervisor = make_supervisor(reactor, listening, [])
+    supervisor.startService()
+    end(reactor.spawned[0])
+    reactor.refuse = 2
+    with capturedLogs() as logged:
+        reactor.advance(0.5)  # the restart: refused
+    assert len(reactor.spawned) == 2 and supervisor.pids == [1002]
+    (failure,) = [e for e in logged if "could not start a worker" in e["log_format"]]
+    assert failure["log_failure"].check(PermissionError)
+    reactor.advance(0.9)
+    assert len(reactor.spawned) == 2
+    reactor.advance(0.1)  # the second try, a second later: refused
+    reactor.advance(2.0)  # the third, two seconds later: started
+    assert len(reactor.spawned) == 3 and sorted(supervisor.pids) == [1002, 1003]
+    end(reactor.spawned[2])
+    reactor.refuse = 1
+    reactor.advance(4.0)  # refused again, and a stop comes before the next try
+    assert len(reactor.spawned) == 3
+    fired: list = []
+    supervisor.stopService().addCallback(fired.append)
+    reactor.advance(60)
+    assert len(reactor.spawned) == 3 and fired == []
+    end(reactor.spawned[1], Failure(ProcessDone(0)))
+    assert fired == [None]
 
 
 def test_stop_kills_a_worker_that_does_not_drain_in_time(listening) -> None:

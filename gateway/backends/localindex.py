@@ -370,7 +370,8 @@ class ObjectIndex:
         self,
         hashed: Sequence[Tuple[ObjectInfo, str, os.stat_result]],
         directory: Optional[Tuple[str, int]] = None,
-    ) -> None:
+        folder: Optional[Tuple[str, int]] = None,
+    ) -> Optional[int]:
         """
         Write the rows of files read for their MD5, (info, path, stat before the reading) each,
         in one transaction: those of the files that still have the size and mtime they had
@@ -383,6 +384,13 @@ class ObjectIndex:
         :param directory: the path of the directory the paths are relative to, and a descriptor
             open on it; if the directory at that path is another one by now (renamed away and
             replaced), no row is written.
+        :param folder: the key prefix of the folder that holds every file, and its change count
+            (L{folder_version}) as the caller read it before it read the directory, when the
+            caller means to keep the folder's listing.
+        :return: with C{folder}, the folder's change count once the rows are written, if every
+            file's row was written and no other row of the folder was written or removed since
+            the count given was read (the listing just made is then the folder as of that
+            count); else C{None}.
         """
         rows = []
         dir_fd = None
@@ -392,9 +400,9 @@ class ObjectIndex:
                 try:
                     now, then = os.stat(path), os.fstat(dir_fd)
                 except OSError:
-                    return
+                    return None
                 if (now.st_dev, now.st_ino) != (then.st_dev, then.st_ino):
-                    return
+                    return None
             for info, path, st in hashed:
                 try:
                     # Relative to a directory, a listing's file: a link there is another file.
@@ -403,5 +411,29 @@ class ObjectIndex:
                     continue
                 if after.st_size == st.st_size and after.st_mtime_ns == st.st_mtime_ns:
                     rows.append(row_for(info, st.st_mtime_ns))
+            if folder is not None and len(rows) == len(hashed):
+                return self._put_in_folder(rows, *folder)
             if rows:
                 self.put_many(rows)
+        return None
+
+    def _put_in_folder(self, rows: Sequence[IndexRow], prefix: str, read: int) -> Optional[int]:
+        """
+        Write C{rows}, all of keys in the folder C{prefix}, in one transaction, and the
+        folder's change count after them if it was C{read} before them, else C{None}.
+
+        The count is read in the same transaction as the rows are written, which holds the
+        database's write lock: no other writer comes between the check and the writes.
+        """
+        with self.lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self.folder_version(prefix)
+                db.executemany(_INSERT, rows)
+                after = self.folder_version(prefix)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return after if before == read else None

@@ -259,7 +259,9 @@ def _read_folder(
     row = rows.get(key_prefix) if key_prefix else None
     marker = row.info() if row is not None else None
     batch = [(key, entry, is_dir) for key, is_dir, entry in listed]
-    found, whole = localforeign.infos(index, directory, fd, batch, rows, may_hash)
+    found, version_kept = localforeign.infos(
+        index, directory, fd, batch, rows, may_hash, (key_prefix, version)
+    )
     entries: List[Tuple[str, bool, Optional[ObjectInfo]]] = []
     files: List[Tuple[ObjectInfo, int]] = []
     for (key, is_dir, _), item in zip(listed, found):
@@ -271,9 +273,13 @@ def _read_folder(
             entries.append((key, False, shown[0]))
             files.append(shown)
     kept = None
-    if whole and localfolders.settled(identity, time.time_ns()) and Folder.usable(files):
+    if (
+        version_kept is not None
+        and localfolders.settled(identity, time.time_ns())
+        and Folder.usable(files)
+    ):
         names = [key[len(key_prefix) :] for key, _, _ in entries]
-        kept = Folder(identity, version, names, files, marker)  # type: ignore[arg-type]
+        kept = Folder(identity, version_kept, names, files, marker)  # type: ignore[arg-type]
     return entries, marker, kept
 
 

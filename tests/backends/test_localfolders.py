@@ -5,17 +5,19 @@ directory, the folder's index rows and, every few seconds, its files are as they
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 import pytest_twisted
 
-from gateway.backends import localfolders, localwalk
+from gateway.backends import localfolders, localindex, localwalk
 from gateway.backends.local import LocalBackend
 from gateway.backends.localfolders import Folder, FolderCache
+from gateway.backends.localindex import row_for
 from gateway.model import ObjectInfo
 from tests.backends.contract import put
 from tests.backends.test_local import make
@@ -148,6 +150,75 @@ async def test_foreign_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(localfolders, "RECHECK", 0.0)
     (fresh,) = (await _page_hashing(backend)).objects
     assert fresh.size == 2 and fresh == await backend.stat("d/a")
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_listing_of_foreign_files_kept(
+    tmp_path: Path, builds: List[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A folder of files put there by other means is kept from its first listing, the one that
+    reads them for their ETags: the second is served from the cache, nothing read again.
+    """
+    directory = tmp_path / "bucket" / "d"
+    directory.mkdir(parents=True)
+    for i in range(5):
+        (directory / f"f{i}").write_bytes(b"foreign %d" % i)
+    hashed: List[str] = []
+    real = localindex.md5_of_file
+
+    def counting(path: str, dir_fd: Optional[int] = None) -> str:
+        hashed.append(path)
+        return real(path, dir_fd)
+
+    monkeypatch.setattr(localindex, "md5_of_file", counting)
+    backend = make(tmp_path)
+    first = await backend.list_objects("d/", "/", "", 1000)
+    assert [o.etag for o in first.objects] == [
+        hashlib.md5(b"foreign %d" % i).hexdigest() for i in range(5)
+    ]
+    assert len(hashed) == 5 and len(builds) == 1 and len(backend.index.folders) == 1
+    assert await backend.list_objects("d/", "/", "", 1000) == first
+    assert len(hashed) == 5 and len(builds) == 1
+    # A file added since: read, and seen.
+    time.sleep(0.05)  # past the filesystem's clock tick
+    (directory / "f5").write_bytes(b"late")
+    assert [o.key for o in (await backend.list_objects("d/", "/", "", 1000)).objects] == [
+        f"d/f{i}" for i in range(6)
+    ]
+    assert len(hashed) == 6 and len(builds) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_listing_not_kept_if_another_writer_came_between(
+    tmp_path: Path, builds: List[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A row of the folder written by someone else (another worker's tagging, which changes no
+    file) while the first listing reads the files: that listing is not kept, as it may not
+    show the other write.
+    """
+    directory = tmp_path / "bucket" / "d"
+    directory.mkdir(parents=True)
+    for i in range(3):
+        (directory / f"f{i}").write_bytes(b"foreign %d" % i)
+    other = make(tmp_path)  # another process's index of the same bucket
+    real = localindex.md5_of_file
+
+    def racing(path: str, dir_fd: Optional[int] = None) -> str:
+        if path == "f1":
+            st = os.stat(directory / "f2")
+            info = ObjectInfo("d/f2", st.st_size, "0" * 32, st.st_mtime_ns / 1e9)
+            other.index.put(row_for(info, st.st_mtime_ns))
+        return real(path, dir_fd)
+
+    monkeypatch.setattr(localindex, "md5_of_file", racing)
+    backend = make(tmp_path)
+    assert len((await backend.list_objects("d/", "/", "", 1000)).objects) == 3
+    assert len(backend.index.folders) == 0
+    monkeypatch.setattr(localindex, "md5_of_file", real)
+    await backend.list_objects("d/", "/", "", 1000)
+    assert len(builds) == 2 and len(backend.index.folders) == 1
 
 
 async def _page_hashing(backend: LocalBackend):  # type: ignore[no-untyped-def]

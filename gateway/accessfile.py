@@ -10,8 +10,8 @@ PATH instead, as nginx's workers do.
 
 Lines from several processes do not mix: the file is opened with C{O_APPEND} and every C{write}
 is of whole lines. Rotation needs no signal: once a second the writer checks that PATH still
-names the file it has open, and opens PATH anew when it does not (logrotate's default
-``create``; ``copytruncate`` works too, since every write appends).
+names the file it has open, and opens PATH anew when it does not
+(L{gateway.followedfile.FollowedPath}).
 
 Given a reactor, lines are gathered and written together, at most L{FLUSH_SECONDS} after the
 first of them or once L{BUFFER_BYTES} have gathered, as nginx's ``access_log ... buffer= flush=``
@@ -30,6 +30,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from gateway.accesslog import AccessRecord
+from gateway.followedfile import FollowedPath
 
 _log = Logger(namespace="s3gateway.access")
 
@@ -67,33 +68,14 @@ class AccessLogFile:
         self._gathered: List[bytes] = []
         self._gathered_bytes = 0
         self._flush_call: Optional[IDelayedCall] = None
-        self._fd: Optional[int] = None
-        self._identity = (0, 0)
         self._second = -1
         self._stamp = ""
         self._tag = f"[{os.getpid()}]"
         self._failing = False
-        self._open()
-
-    def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        status = os.fstat(fd)
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = fd
-        self._identity = (status.st_dev, status.st_ino)
-
-    def _follow_rotation(self) -> None:
-        try:
-            status = os.stat(self.path)
-            moved = (status.st_dev, status.st_ino) != self._identity
-        except FileNotFoundError:
-            moved = True
-        if moved:
-            self._open()
+        self._file = FollowedPath(path, FILE_MODE)
 
     def __call__(self, record: AccessRecord) -> None:
-        if self._fd is None:
+        if self._file.fd is None:
             return
         now = self._clock()
         second = int(now)
@@ -101,7 +83,7 @@ class AccessLogFile:
             if second != self._second:
                 self._second = second
                 self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-                self._follow_rotation()
+                self._file.follow()
         except OSError as error:
             self._report(error)
         millis = int((now - second) * 1000)
@@ -129,10 +111,10 @@ class AccessLogFile:
             self._write(b"".join(lines))
 
     def _write(self, lines: bytes) -> None:
-        if self._fd is None:
+        if self._file.fd is None:
             return
         try:
-            os.write(self._fd, lines)
+            os.write(self._file.fd, lines)
             self._failing = False
         except OSError as error:
             self._report(error)
@@ -150,6 +132,4 @@ class AccessLogFile:
         Write the gathered lines and close the file; later requests are not logged.
         """
         self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()

@@ -8,7 +8,7 @@ and the signature are never part of an event: only the access key id.
 
 from __future__ import annotations
 
-from typing import IO, cast
+from typing import IO, Protocol, cast
 
 from attrs import frozen
 
@@ -95,7 +95,17 @@ def _printable(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def json_observer(output: IO[str]) -> ILogObserver:
+class TextOutput(Protocol):
+    """
+    What a JSON observer writes to: a text file, or L{gateway.followedfile.FollowedTextFile}.
+    """
+
+    def write(self, text: str) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def json_observer(output: TextOutput) -> ILogObserver:
     """
     An observer writing every event of level info and above as one JSON object per line.
     """
@@ -107,4 +117,6 @@ def json_observer(output: IO[str]) -> ILogObserver:
 
     # A function is a predicate to Twisted (it is only called), though it declares no interface.
     predicate = cast(ILogFilterPredicate, at_least_info)
-    return FilteringLogObserver(jsonFileLogObserver(output, recordSeparator=""), [predicate])
+    # Twisted types the file as IO, though it only writes and flushes.
+    observer = jsonFileLogObserver(cast(IO[str], output), recordSeparator="")
+    return FilteringLogObserver(observer, [predicate])

@@ -32,6 +32,7 @@ from gateway.config import (
     parse_workers,
     read_config_file,
 )
+from gateway.followedfile import FollowedTextFile
 from gateway.heap import freeze_startup_heap
 from gateway.http.coalesce import CoalescingEndpoint
 from gateway.listening import (
@@ -174,7 +175,8 @@ class GatewayService(MultiService):
     def startService(self) -> None:
         super().startService()
         if self.settings.get("json_log"):
-            self._json_log_file = open(self.settings["json_log"], "a", encoding="utf-8")
+            # Followed through rotation: the daemon outlives many a logrotate run.
+            self._json_log_file = FollowedTextFile(self.settings["json_log"])
             self._json_observer = json_observer(self._json_log_file)
             globalLogPublisher.addObserver(self._json_observer)
         d = self._start()

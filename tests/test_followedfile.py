@@ -13,18 +13,7 @@ from twisted.logger import Logger, LogPublisher, capturedLogs
 
 from gateway.accesslog import json_observer
 from gateway.followedfile import FollowedTextFile
-
-
-class Clock:
-    """
-    A settable C{time.monotonic}.
-    """
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.test_accessfile import Clock
 
 
 def test_json_log_follows_rotation_within_a_second(tmp_path) -> None:

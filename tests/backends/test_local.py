@@ -12,12 +12,12 @@ import shutil
 import sqlite3
 import stat
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import pytest
 import pytest_twisted
 
-from gateway.backends import localindex, localwalk
+from gateway.backends import localwalk
 from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.local import LocalBackend
 from gateway.interfaces import (
@@ -280,21 +280,6 @@ async def test_modes(backend: LocalBackend, root: Path) -> None:
 
 # Files put there by other means, and the index.
 
-
-@pytest.fixture
-def hashing(monkeypatch) -> List[str]:  # type: ignore[no-untyped-def]
-    """
-    The paths whose MD5 the index computes.
-    """
-    hashed: List[str] = []
-    real = localindex.md5_of_file
-
-    def counting(path: str, dir_fd: Optional[int] = None) -> str:
-        hashed.append(path)
-        return real(path, dir_fd)
-
-    monkeypatch.setattr(localindex, "md5_of_file", counting)
-    return hashed
 
 
 @pytest_twisted.ensureDeferred

@@ -154,7 +154,7 @@ async def test_foreign_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest_twisted.ensureDeferred
 async def test_first_listing_of_foreign_files_kept(
-    tmp_path: Path, builds: List[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, builds: List[str], hashing: List[str]
 ) -> None:
     """
     A folder of files put there by other means is kept from its first listing, the one that
@@ -164,14 +164,7 @@ async def test_first_listing_of_foreign_files_kept(
     directory.mkdir(parents=True)
     for i in range(5):
         (directory / f"f{i}").write_bytes(b"foreign %d" % i)
-    hashed: List[str] = []
-    real = localindex.md5_of_file
-
-    def counting(path: str, dir_fd: Optional[int] = None) -> str:
-        hashed.append(path)
-        return real(path, dir_fd)
-
-    monkeypatch.setattr(localindex, "md5_of_file", counting)
+    hashed = hashing
     backend = make(tmp_path)
     first = await backend.list_objects("d/", "/", "", 1000)
     assert [o.etag for o in first.objects] == [

@@ -1,0 +1,27 @@
+"""
+Fixtures shared by the backends' tests.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytest
+
+from gateway.backends import localindex
+
+
+@pytest.fixture
+def hashing(monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    """
+    The paths whose MD5 the local backend's index computes, in order.
+    """
+    hashed: List[str] = []
+    real = localindex.md5_of_file
+
+    def counting(path: str, dir_fd: Optional[int] = None) -> str:
+        hashed.append(path)
+        return real(path, dir_fd)
+
+    monkeypatch.setattr(localindex, "md5_of_file", counting)
+    return hashed

@@ -191,6 +191,24 @@ def workers_daemon(tmp_path: Path) -> Iterator[Tuple[Daemon, str, Path]]:
         yield running
 
 
+def kill_a_worker(daemon: Daemon) -> Tuple[int, int, Set[int]]:
+    """
+    Kill one of C{daemon}'s two workers and wait for the supervisor to start another: the
+    killed worker's pid, the new one's, and the pids of the two running then.
+    """
+    before = worker_pids(daemon)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    after: Set[int] = wait_for(  # type: ignore[assignment]
+        lambda: (lambda pids: pids if len(pids) == 2 and victim not in pids else None)(
+            worker_pids(daemon)
+        ),
+        "a replacement worker",
+    )
+    (replacement,) = after - before
+    return victim, replacement, after
+
+
 def clients_by_worker(daemon: Daemon, path: str, wanted: Set[int],
                       attempts: int = 200, tls: Optional[ssl.SSLContext] = None) -> dict:
     """
@@ -271,16 +289,7 @@ def test_put_through_one_worker_is_visible_through_the_other(workers_daemon) -> 
 def test_killed_worker_is_replaced(workers_daemon) -> None:
     daemon, bucket, _ = workers_daemon
     put(daemon, f"/{bucket}/k", b"still here")
-    before = worker_pids(daemon)
-    victim = min(before)
-    os.kill(victim, signal.SIGKILL)
-    after: Set[int] = wait_for(  # type: ignore[assignment]
-        lambda: (lambda pids: pids if len(pids) == 2 and victim not in pids else None)(
-            worker_pids(daemon)
-        ),
-        "a replacement worker",
-    )
-    (replacement,) = after - before
+    victim, replacement, after = kill_a_worker(daemon)
     assert daemon.alive()
     clients = clients_by_worker(daemon, f"/{bucket}/k", after)
     for client in clients.values():

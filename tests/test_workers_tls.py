@@ -12,7 +12,7 @@ import secrets
 import signal
 import ssl
 from pathlib import Path
-from typing import Iterator, Set, Tuple
+from typing import Iterator, Tuple
 
 import pytest
 
@@ -20,8 +20,8 @@ from tests.e2e.clients import Daemon, free_port
 from tests.test_workers import (
     Client,
     clients_by_worker,
+    kill_a_worker,
     two_workers,
-    wait_for,
     worker_pids,
 )
 from tests.tlsfiles import boto3_over_tls, make_tls_files, tls_endpoint
@@ -81,16 +81,7 @@ def test_worker_started_again_without_the_key_files_serves_tls(tls_daemon, tmp_p
     writer = Client(daemon, context)
     assert writer.request("PUT", f"/{bucket}/k", b"after the files went")[0] == 200
     writer.close()
-    before = worker_pids(daemon)
-    victim = min(before)
-    os.kill(victim, signal.SIGKILL)
-    after: Set[int] = wait_for(  # type: ignore[assignment]
-        lambda: (lambda pids: pids if len(pids) == 2 and victim not in pids else None)(
-            worker_pids(daemon)
-        ),
-        "a replacement worker",
-    )
-    (replacement,) = after - before
+    _, replacement, after = kill_a_worker(daemon)
     clients = clients_by_worker(daemon, f"/{bucket}/k", after, tls=context)
     try:
         assert replacement in clients

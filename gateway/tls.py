@@ -12,14 +12,16 @@ its command line or environment. Workers adopt a socket bound by their superviso
 endpoint (``privateKey``, ``certKey`` defaulting to the key's file, ``extraCertChain``,
 ``dhParameters``). A missing or malformed file stops the start with one clear message.
 
-Diffie-Hellman parameters are the exception: OpenSSL takes them by file name, so the file is
-read again by each process that makes a TLS context, as the user it runs as. They are not
-secret; a readable file is all they need.
+OpenSSL takes Diffie-Hellman parameters by file name only: a process that makes a TLS context
+of the material writes them to a temporary file of its own, readable by its user alone, for as
+long as the context takes to make (L{options_from}). So they too are read once, before the
+switch, and a worker never opens the operator's file.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any, Dict, List, Optional
 
 from attrs import asdict, field, frozen
@@ -89,12 +91,14 @@ class TLSMaterial:
     :ivar private_key: the PEM private key.
     :ivar certificate: the PEM certificate.
     :ivar extra_cert_chain: the PEM certificates of the chain, or C{None}.
+    :ivar dh_parameters: the PEM Diffie-Hellman parameters, or C{None}.
     """
 
     files: TLSFiles
     private_key: bytes = field(repr=False)
     certificate: bytes
     extra_cert_chain: Optional[bytes] = None
+    dh_parameters: Optional[bytes] = None
 
     def as_json(self) -> Dict[str, Any]:
         """
@@ -105,25 +109,32 @@ class TLSMaterial:
             "files": self.files.as_json(),
             "private_key": self.private_key.decode("latin-1"),
             "certificate": self.certificate.decode("latin-1"),
-            "extra_cert_chain": (
-                None if self.extra_cert_chain is None else self.extra_cert_chain.decode("latin-1")
-            ),
+            "extra_cert_chain": _text(self.extra_cert_chain),
+            "dh_parameters": _text(self.dh_parameters),
         }
 
     @classmethod
     def from_json(cls, value: Dict[str, Any]) -> "TLSMaterial":
-        chain = value["extra_cert_chain"]
         return cls(
             files=TLSFiles.from_json(value["files"]),
             private_key=value["private_key"].encode("latin-1"),
             certificate=value["certificate"].encode("latin-1"),
-            extra_cert_chain=None if chain is None else chain.encode("latin-1"),
+            extra_cert_chain=_bytes(value["extra_cert_chain"]),
+            dh_parameters=_bytes(value["dh_parameters"]),
         )
+
+
+def _text(pem: Optional[bytes]) -> Optional[str]:
+    return None if pem is None else pem.decode("latin-1")
+
+
+def _bytes(text: Optional[str]) -> Optional[bytes]:
+    return None if text is None else text.encode("latin-1")
 
 
 def read_material(files: TLSFiles) -> TLSMaterial:
     """
-    Read the key and certificates of C{files}.
+    Read the key, the certificates and the Diffie-Hellman parameters of C{files}.
 
     :raise TLSSetupError: a file is missing or unreadable.
     """
@@ -134,6 +145,10 @@ def read_material(files: TLSFiles) -> TLSMaterial:
         extra_cert_chain=(
             None if files.extra_cert_chain is None
             else _read(files.extra_cert_chain, "certificate chain")
+        ),
+        dh_parameters=(
+            None if files.dh_parameters is None
+            else _read(files.dh_parameters, "Diffie-Hellman parameters")
         ),
     )
 
@@ -149,10 +164,10 @@ def server_options(files: TLSFiles) -> ssl.CertificateOptions:
 
 def options_from(material: TLSMaterial) -> ssl.CertificateOptions:
     """
-    The TLS server settings made of C{material}, checked: the context is made at once.
+    The TLS server settings made of C{material}, checked: the context is made at once, and
+    kept by the options for every connection.
 
-    :raise TLSSetupError: the material is not what it should be, or the Diffie-Hellman
-        parameters' file cannot be read or used.
+    :raise TLSSetupError: the material is not what it should be.
     """
     files = material.files
     try:
@@ -168,25 +183,43 @@ def options_from(material: TLSMaterial) -> ssl.CertificateOptions:
     if material.extra_cert_chain is not None:
         assert files.extra_cert_chain is not None
         chain = _certificate_chain(material.extra_cert_chain, files.extra_cert_chain)
-    dh_parameters = None
-    if files.dh_parameters is not None:
-        _read(files.dh_parameters, "Diffie-Hellman parameters")
-        dh_parameters = ssl.DiffieHellmanParameters.fromFile(FilePath(files.dh_parameters))
-    options = ssl.CertificateOptions(
-        privateKey=identity.privateKey.original,
-        certificate=identity.original,
-        extraCertChain=chain,
-        dhParameters=dh_parameters,
-    )
+    dh_file = None
+    if material.dh_parameters is not None:
+        # OpenSSL reads them by name only; the file is removed once the context is made.
+        try:
+            descriptor, dh_file = tempfile.mkstemp(prefix="s3gateway-dh-", suffix=".pem")
+        except OSError as error:
+            raise TLSSetupError(
+                f"cannot copy the Diffie-Hellman parameters {files.dh_parameters} to a "
+                f"temporary file for OpenSSL: {error}"
+            )
+        try:
+            os.write(descriptor, material.dh_parameters)
+        finally:
+            os.close(descriptor)
     try:
+        options = ssl.CertificateOptions(
+            privateKey=identity.privateKey.original,
+            certificate=identity.original,
+            extraCertChain=chain,
+            dhParameters=(
+                None if dh_file is None
+                else ssl.DiffieHellmanParameters.fromFile(FilePath(dh_file))
+            ),
+        )
         # Made now rather than at the first connection: this is where a key that does not match
         # its certificate, or unusable Diffie-Hellman parameters, are found.
         options.getContext()
     except Exception as error:
         raise TLSSetupError(
             f"cannot use the TLS certificate {files.certificate} with the private key "
-            f"{files.private_key}: {error}"
+            f"{files.private_key}"
+            + (f" and the Diffie-Hellman parameters {files.dh_parameters}" if dh_file else "")
+            + f": {error}"
         )
+    finally:
+        if dh_file is not None:
+            os.unlink(dh_file)
     return options
 
 

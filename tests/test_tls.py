@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -130,9 +131,38 @@ def test_material_read_once_serves_without_its_files(files, tmp_path: Path) -> N
     ]
 
 
+def test_diffie_hellman_parameters_read_once(files, tmp_path: Path, monkeypatch) -> None:
+    """
+    The parameters are read with the key (before twistd drops privileges) and used from
+    memory: the file may be gone when a worker makes its context, and the temporary copy
+    OpenSSL needs is removed once the context is made.
+    """
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    dh = tmp_path / "dh.pem"
+    dh.write_bytes(files["dh"].read_bytes())
+    material = read_material(
+        TLSFiles(str(files["key"]), str(files["cert"]), dh_parameters=str(dh))
+    )
+    assert material.dh_parameters == files["dh"].read_bytes()
+    dh.unlink()
+    assert _certificate_subject(options_from(material)) == "127.0.0.1"
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # Unusable parameters are named, and leave no copy behind either.
+    garbage = TLSMaterial(material.files, material.private_key, material.certificate,
+                          dh_parameters=b"not parameters")
+    with pytest.raises(TLSSetupError, match=f"Diffie-Hellman parameters {dh}"):
+        options_from(garbage)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # Nowhere to write the copy: said so, as a TLS set-up error.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(TLSSetupError, match="to a temporary file for OpenSSL"):
+        options_from(material)
+
+
 def test_material_json_round_trip_keeps_every_byte() -> None:
-    files = TLSFiles("/k.pem", "/c.pem", "/chain.pem")
-    material = TLSMaterial(files, bytes(range(256)), b"cert\xff", b"chain")
+    files = TLSFiles("/k.pem", "/c.pem", "/chain.pem", "/dh.pem")
+    material = TLSMaterial(files, bytes(range(256)), b"cert\xff", b"chain", b"dh\x00")
     assert TLSMaterial.from_json(json.loads(json.dumps(material.as_json()))) == material
     plain = TLSMaterial(TLSFiles("/k.pem", "/k.pem"), b"key", b"cert")
     assert TLSMaterial.from_json(json.loads(json.dumps(plain.as_json()))) == plain

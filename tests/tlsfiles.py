@@ -62,12 +62,30 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
+#: The ffdhe3072 group of RFC 7919, as Diffie-Hellman parameters (a published constant, so no test
+#: waits for parameters to be generated).
+FFDHE3072 = (
+    b"-----BEGIN DH PARAMETERS-----\n"
+    b"MIIBiAKCAYEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz\n"
+    b"+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a\n"
+    b"87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7\n"
+    b"YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi\n"
+    b"7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD\n"
+    b"ssbzSibBsu/6iGtCOGEfz9zeNVs7ZRkDW7w09N75nAI4YbRvydbmyQd62R0mkff3\n"
+    b"7lmMsPrBhtkcrv4TCYUTknC0EwyTvEN5RPT9RFLi103TZPLiHnH1S/9croKrnJ32\n"
+    b"nuhtK8UiNjoNq8Uhl5sN6todv5pC1cRITgq80Gv6U93vPBsg7j/VnXwl5B0rZsYu\n"
+    b"N///////////AgEC\n"
+    b"-----END DH PARAMETERS-----\n"
+)
+
+
 def make_tls_files(directory: Path) -> Dict[str, Path]:
     """
     Write, in C{directory}: C{ca.pem} (the CA a client trusts), C{key.pem} and C{cert.pem} (the
     server's key and certificate), C{both.pem} (key and certificate in one file, Twisted's
     default form), C{other-key.pem} (a key that matches no certificate) and C{chain.pem} (an
-    intermediate CA's certificate, for C{extraCertChain}).
+    intermediate CA's certificate, for C{extraCertChain}) and C{dh.pem} (Diffie-Hellman
+    parameters, for C{dhParameters}).
 
     :return: the paths by those names, without the C{.pem}.
     """
@@ -84,6 +102,7 @@ def make_tls_files(directory: Path) -> Dict[str, Path]:
         "both": _key_pem(server_key) + _pem(server),
         "other-key": _key_pem(other_key),
         "chain": _pem(intermediate),
+        "dh": FFDHE3072,
     }
     paths = {}
     for name, content in contents.items():

@@ -33,6 +33,7 @@ from gateway.backends.localnames import NameCache
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.localsync import SharedSyncs, fsync_file
 from gateway.model import ObjectInfo
+from gateway.store.sqlite import transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -319,13 +320,8 @@ class ObjectIndex:
             return self.put(rows[0])
         with self.lock:
             db = self._connect()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 db.executemany(_INSERT, rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
 
     def delete(self, key: str) -> None:
         with self.lock:
@@ -427,13 +423,8 @@ class ObjectIndex:
         """
         with self.lock:
             db = self._connect()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 before = self.folder_version(prefix)
                 db.executemany(_INSERT, rows)
                 after = self.folder_version(prefix)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
         return after if before == read else None

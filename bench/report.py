@@ -98,28 +98,62 @@ def table(results: Results) -> str:
 class Target:
     """
     One target of issue 4, checked: C{ratio} against C{threshold} (met when at least it).
+
+    :ivar rounds: the same ratio round by round, when both sides ran every round. The rounds
+        are interleaved, so round I{i} of both servers met the same state of the machine; on a
+        noisy machine the medians can fall on one side of the threshold while some rounds fall
+        on the other, and the verdict says so.
     """
 
     text: str
     ratio: Optional[float]
     threshold: float
     detail: str
+    rounds: Sequence[float] = ()
 
     @property
     def verdict(self) -> str:
         if self.ratio is None:
             return "not measured"
         if self.ratio >= self.threshold:
-            return f"met ({self.ratio:.2f} against {self.threshold:g} needed)"
-        short = (1 - self.ratio / self.threshold) * 100
-        return (f"MISSED ({self.ratio:.2f} against {self.threshold:g} needed, "
-                f"short by {short:.0f}%)")
+            verdict = f"met ({self.ratio:.2f} against {self.threshold:g} needed"
+        else:
+            short = (1 - self.ratio / self.threshold) * 100
+            verdict = (f"MISSED ({self.ratio:.2f} against {self.threshold:g} needed, "
+                       f"short by {short:.0f}%")
+        if len(self.rounds) < 2:
+            return verdict + ")"
+        low, high = min(self.rounds), max(self.rounds)
+        verdict += f"; round by round {low:.2f} to {high:.2f})"
+        if low < self.threshold <= high:
+            verdict += ", not settled by this run: some rounds met it and some did not"
+        return verdict
 
 
 def _div(a: Optional[float], b: Optional[float]) -> Optional[float]:
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def round_ratios(
+    results: Results, key: str, ours: str, theirs: Optional[str], floor: Optional[float] = None,
+) -> List[float]:
+    """
+    C{ours}'s figure over C{theirs}'s (or over the constant C{floor}) round by round, as speeds
+    (inverted for rows where less is better); empty unless both sides have a figure from every
+    round, in the same number.
+    """
+    mine = results.samples.get((key, ours), [])
+    if floor is not None:
+        other: Sequence[float] = [floor] * len(mine)
+    else:
+        other = results.samples.get((key, theirs or ""), [])
+    if len(mine) < 2 or len(mine) != len(other) or not all(mine) or not all(other):
+        return []
+    if results.metric(key).higher_is_better:
+        return [a / b for a, b in zip(mine, other)]
+    return [b / a for a, b in zip(mine, other)]
 
 
 def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[Target]:
@@ -132,10 +166,12 @@ def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[
         "1 GiB GET, one stream: at least 0.5 of nginx",
         _div(v("get_big_1", single), v("get_big_1", "nginx")), 0.5,
         f"gateway {_fmt(v('get_big_1', single))} MB/s, nginx {_fmt(v('get_big_1', 'nginx'))} MB/s",
+        round_ratios(results, "get_big_1", single, "nginx"),
     ), Target(
         "1 GiB PUT, one stream: at least 0.8 of hashlib.md5 alone",
         _div(v("put_big_1", single), md5_rate), 0.8,
         f"gateway {_fmt(v('put_big_1', single))} MB/s, md5 {_fmt(md5_rate)} MB/s",
+        round_ratios(results, "put_big_1", single, None, floor=md5_rate),
     )]
     column = multi if v("get_small_64_ops", multi) is not None else single
     for method in ("get", "put"):
@@ -147,6 +183,7 @@ def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[
                 + (f"at least {factor:g}x {peer}" if factor > 1 else f"ahead of {peer}"),
                 _div(ours, v(key, peer)), factor,
                 f"{column} {_fmt(ours)} ops/s, {peer} {_fmt(v(key, peer))} ops/s",
+                round_ratios(results, key, column, peer),
             ))
     for layout in ("flat", "tree"):
         ours, theirs = v(f"list_{layout}", single), v(f"list_{layout}", "rclone")
@@ -155,6 +192,7 @@ def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[
             + ("one folder" if layout == "flat" else "folders, delimiter /")
             + "): no slower than rclone",
             _div(theirs, ours), 1.0, f"gateway {_fmt(ours)} s, rclone {_fmt(theirs)} s",
+            round_ratios(results, f"list_{layout}", single, "rclone"),
         ))
     for column_name in (single, multi):
         rss = v("rss_process", column_name)

@@ -128,6 +128,48 @@ def test_targets_say_met_or_missed_and_by_how_much() -> None:
     assert "- cores: 2" in page and "**s3gateway x**" not in page and "a note" in page
 
 
+def test_targets_give_the_ratio_round_by_round_and_say_when_rounds_disagree() -> None:
+    """
+    Rounds are interleaved, so round i of two servers shares the machine's state: the verdict
+    gives the ratio of each round, and says when some rounds met the target and some did not.
+    """
+    results = Results(metrics=Suite.metrics(_FakeSuite()),
+                      servers=["gateway", "gateway-auto", "rclone", "seaweedfs"])
+    for ours, rclone, seaweed in ((900.0, 1000.0, 3000.0), (1300.0, 1000.0, 3100.0),
+                                  (950.0, 1100.0, 2900.0)):
+        results.add("put_small_64_ops", "gateway-auto", ours)
+        results.add("put_small_64_ops", "rclone", rclone)
+        results.add("put_small_64_ops", "seaweedfs", seaweed)
+        results.add("get_small_64_ops", "gateway-auto", ours)
+    for time_ours, time_rclone in ((2.0, 3.0), (2.5, 3.0)):
+        results.add("list_flat", "gateway", time_ours)
+        results.add("list_flat", "rclone", time_rclone)
+    results.add("put_big_1", "gateway", 700.0)
+    results.add("put_big_1", "gateway", 900.0)
+    # Two rounds against three: not paired.
+    results.add("get_small_64_ops", "rclone", 500.0)
+    results.add("get_small_64_ops", "rclone", 500.0)
+    checks = {check.text: check for check in targets(results, 1000.0, "gateway", "gateway-auto")}
+
+    rclone = checks["4 KiB PUT at c=64 (gateway-auto): ahead of rclone"]
+    assert rclone.rounds == pytest.approx([0.9, 1.3, 950 / 1100])
+    assert rclone.verdict == (
+        "MISSED (0.95 against 1 needed, short by 5%; round by round 0.86 to 1.30), "
+        "not settled by this run: some rounds met it and some did not"
+    )
+    seaweed = checks["4 KiB PUT at c=64 (gateway-auto): ahead of seaweedfs"].verdict
+    assert seaweed == "MISSED (0.32 against 1 needed, short by 68%; round by round 0.30 to 0.42)"
+    listing = checks["ListObjectsV2 walk (one folder): no slower than rclone"]
+    assert listing.rounds == pytest.approx([1.5, 1.2])
+    assert listing.verdict == "met (1.33 against 1 needed; round by round 1.20 to 1.50)"
+    big_put = checks["1 GiB PUT, one stream: at least 0.8 of hashlib.md5 alone"]
+    assert big_put.rounds == pytest.approx([0.7, 0.9])
+    assert "not settled by this run" in big_put.verdict
+    get = checks["4 KiB GET at c=64 (gateway-auto): ahead of rclone"]
+    assert not get.rounds
+    assert get.verdict == "met (1.90 against 1 needed)"
+
+
 class _FakeSuite:
     sizes = dataset.Sizes()
     streams = 8

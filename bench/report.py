@@ -137,23 +137,25 @@ def _div(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def round_ratios(
-    results: Results, key: str, ours: str, theirs: Optional[str], floor: Optional[float] = None,
+    results: Results, key: str, ours: str, theirs: Optional[str] = None,
+    floor: Optional[float] = None,
 ) -> List[float]:
     """
-    C{ours}'s figure over C{theirs}'s (or over the constant C{floor}) round by round, as speeds
-    (inverted for rows where less is better); empty unless both sides have a figure from every
-    round, in the same number.
+    C{ours}'s figure against server C{theirs}'s (or against the constant C{floor}) round by
+    round, as speeds (L{bench.results.Metric.speed_ratio}); empty unless both sides have a figure
+    from every round, in the same number.
     """
     mine = results.samples.get((key, ours), [])
     if floor is not None:
         other: Sequence[float] = [floor] * len(mine)
+    elif theirs is not None:
+        other = results.samples.get((key, theirs), [])
     else:
-        other = results.samples.get((key, theirs or ""), [])
+        return []
     if len(mine) < 2 or len(mine) != len(other) or not all(mine) or not all(other):
         return []
-    if results.metric(key).higher_is_better:
-        return [a / b for a, b in zip(mine, other)]
-    return [b / a for a, b in zip(mine, other)]
+    metric = results.metric(key)
+    return [metric.speed_ratio(a, b) for a, b in zip(mine, other)]
 
 
 def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[Target]:
@@ -171,7 +173,7 @@ def targets(results: Results, md5_rate: float, single: str, multi: str) -> List[
         "1 GiB PUT, one stream: at least 0.8 of hashlib.md5 alone",
         _div(v("put_big_1", single), md5_rate), 0.8,
         f"gateway {_fmt(v('put_big_1', single))} MB/s, md5 {_fmt(md5_rate)} MB/s",
-        round_ratios(results, "put_big_1", single, None, floor=md5_rate),
+        round_ratios(results, "put_big_1", single, floor=md5_rate),
     )]
     column = multi if v("get_small_64_ops", multi) is not None else single
     for method in ("get", "put"):

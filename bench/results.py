@@ -28,6 +28,13 @@ class Metric:
     higher_is_better: bool
     peak: bool = False
 
+    def speed_ratio(self, figure: float, other: float) -> float:
+        """
+        C{figure} against C{other} as a speed: above 1 when C{figure} is the better of the two
+        (the larger speed, or the smaller time, latency, memory or CPU).
+        """
+        return figure / other if self.higher_is_better else other / figure
+
 
 def size_label(size: int) -> str:
     """
@@ -94,4 +101,4 @@ class Results:
         value, best = self.value(key, server), self.best(key)
         if value is None or best is None or value <= 0:
             return None
-        return value / best if self.metric(key).higher_is_better else best / value
+        return self.metric(key).speed_ratio(value, best)

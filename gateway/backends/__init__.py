@@ -27,6 +27,7 @@ def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
         read_only=connection.read_only, watcher=registry.folder_watcher(),
         large_folders=registry.large_folder_names(),
         commits=registry.commit_threads(),
+        kernel_syncs=registry.kernel_syncs(),
     )
 
 
@@ -56,6 +57,8 @@ class BackendRegistry:
     _watcher: Optional[Any] = None
     _names: Optional[Any] = None
     _commits: Optional[Any] = None
+    _kernel_syncs: Optional[Any] = None
+    _kernel_syncs_tried: bool = False
 
     def folder_watcher(self) -> Any:
         """
@@ -90,6 +93,22 @@ class BackendRegistry:
 
             self._commits = BatchThreads(self.reactor, "s3gateway-commits")
         return self._commits
+
+    def kernel_syncs(self) -> Any:
+        """
+        The process's fsyncs run by the kernel (L{gateway.backends.aiosync}), shared by every
+        local bucket: one AIO context and its eventfd, made at the first local bucket. C{None}
+        where the system has none (commits then run on the commit threads).
+        """
+        if not self._kernel_syncs_tried:
+            from twisted.internet.interfaces import IReactorFDSet
+
+            from gateway.backends.aiosync import KernelSyncs
+
+            self._kernel_syncs_tried = True
+            if IReactorFDSet.providedBy(self.reactor):
+                self._kernel_syncs = KernelSyncs.start(self.reactor)  # type: ignore[arg-type]
+        return self._kernel_syncs
 
     def backend_for(self, connection: Connection) -> IBackend:
         key: BackendKey = (

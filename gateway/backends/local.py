@@ -31,10 +31,12 @@ bodies, which go to the page cache as they arrive on the reactor thread (never t
 creation of their temporary file, the checks of a key before its body is read (a few C{stat}s),
 and a listing that reads one small directory (L{gateway.backends.localwalk.reads_little}). Each
 goes to a thread after all when it turns out to need a whole file read (an ETag not yet known). A
-PUT's commit (fsync, rename, index row, directory and index-log fsyncs) is one hand-over, not to
-the thread pool but to the commit thread of the root's filesystem, which commits every PUT
-waiting at once (L{install_many}, L{gateway.backends.batches}); other commits share their fsyncs
-(L{gateway.backends.localsync}).
+small PUT's commit (fsync, rename, index row, directory and index-log fsyncs) runs on the reactor
+where the kernel can run its fsyncs (L{gateway.backends.reactorcommits}), with the other PUTs of
+the same turn; a step that would wait (a lock another writer holds, a folder to make) sends it,
+as where the kernel cannot, to the commit thread of the root's filesystem, which commits every
+PUT waiting there at once (L{install_many}, L{gateway.backends.batches}). Other commits share
+their fsyncs (L{gateway.backends.localsync}).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from gateway.backends import (
     localretire,
     localwalk,
 )
+from gateway.backends.aiosync import KernelSyncs
 from gateway.backends.batches import BatchThreads, Outcome
 from gateway.backends.conditions import check_condition
 from gateway.backends.linkfree import LinkFreeOpener
@@ -66,7 +69,7 @@ from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.localnames import NameCache
-from gateway.backends.locallock import locked
+from gateway.backends.locallock import KeyBusy, locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
@@ -74,6 +77,7 @@ from gateway.backends.localtemp import TemporaryFiles
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.pagecache import PageCacheProbe
 from gateway.backends.producer import ColdReads, FileReader
+from gateway.backends.reactorcommits import ReactorCommits
 from gateway.interfaces import (
     BackendUnavailable,
     IBackend,
@@ -115,6 +119,9 @@ class LocalBackend:
         (L{gateway.backends.localnames}).
     :param commits: the process's threads for commits of PUTs (L{install_many}), one per
         filesystem; its own by default.
+    :param kernel_syncs: the process's fsyncs run by the kernel (L{gateway.backends.aiosync}):
+        given, small PUTs commit on the reactor (L{gateway.backends.reactorcommits}); without,
+        on the commit thread.
     """
 
     def __init__(
@@ -127,6 +134,7 @@ class LocalBackend:
         watcher: Optional[FolderWatcher] = None,
         large_folders: Optional[NameCache] = None,
         commits: Optional[BatchThreads[PendingInstall, ObjectInfo]] = None,
+        kernel_syncs: Optional[KernelSyncs] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
@@ -135,6 +143,10 @@ class LocalBackend:
         self._threadpool = threadpool
         self.syncs = SharedSyncs()
         self._commits = commits or BatchThreads(reactor, "s3gateway-commits")
+        self._reactor_commits = (
+            ReactorCommits(reactor, kernel_syncs, self, self.commit_in_thread)
+            if kernel_syncs is not None else None
+        )
         #: Replaced large objects being removed after their write was answered.
         self.retirements = Retirements(
             self._run, lambda *call: self._reactor.callFromThread(*call)
@@ -161,6 +173,9 @@ class LocalBackend:
     def _run(self, function: Callable[..., T], *args: object) -> "Deferred[T]":
         pool = self._threadpool or self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, function, *args)
+
+    #: Run a blocking call in the thread pool (for L{gateway.backends.reactorcommits}).
+    run_blocking = _run
 
     def _writable(self, function: Callable[..., T], *args: object) -> "Deferred[T]":
         if self.read_only:
@@ -326,6 +341,15 @@ class LocalBackend:
 
     # Writing.
 
+    def has_folder_of(self, key: str) -> bool:
+        """
+        Whether the folder that C{key}'s file goes in exists (one C{stat}; a write that has to
+        make it must also fsync its parent).
+        """
+        root = self.real_root()
+        folder = os.path.dirname(key_path(root, key)[0])
+        return os.path.isdir(folder)
+
     def start_write(self, key: str) -> "Deferred[IObjectWriter]":
         return self._writable_now(self._start_write, key)
 
@@ -352,12 +376,22 @@ class LocalBackend:
         Commit a PUT whose body has arrived: a small one on the commit thread of the root's
         filesystem (found by L{start_write}), with every other waiting; a large one in the
         thread pool, so that its long fsync does not hold up the small ones (batching saves it
-        nothing).
+        nothing). Small ones commit on the reactor where the kernel can run their fsyncs
+        (L{gateway.backends.reactorcommits}).
         """
         if os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
             return self._run(
                 self.install, job.key, job.fd, job.temp, job.metadata, job.condition
             )
+        if self._reactor_commits is not None:
+            return self._reactor_commits.submit(job)
+        return self.commit_in_thread(job)
+
+    def commit_in_thread(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
+        """
+        Commit a small PUT on the commit thread of the root's filesystem, with every other
+        waiting there.
+        """
         resolved = self._resolved
         device = resolved[0][0] if resolved is not None else None
         return self._commits.thread(device).submit(self.install_many, job)
@@ -432,14 +466,19 @@ class LocalBackend:
         condition: Optional[WriteCondition],
         parts_count: Optional[int] = None,
         part_sizes: Sequence[int] = (),
+        wait: bool = True,
     ) -> Tuple[ObjectInfo, str]:
         """
         The part of L{install} after the fsync of the file (whose C{fstat} is C{st}): check the
         condition and rename into place under the key's lock, record the metadata. The
         directory renamed into still has to be fsynced, and the index log: returns the new
         object's info and that directory.
+
+        :param wait: wait for the key's lock; if false, raise L{KeyBusy} at once when another
+            writer holds it, with the temporary file left as it was.
         """
         renamed = False
+        busy = False
         retired: Optional[str] = None
         try:
             root, path, _ = self.locate(key)
@@ -477,12 +516,17 @@ class LocalBackend:
                         retired = None
 
             localfs.check_clash(root, segments, False, key)
-            with locked(root, key):
-                self.check(condition, key, path, False)
-                localfs.place(root, segments[:-1], rename)
+            try:
+                with locked(root, key, wait):
+                    self.check(condition, key, path, False)
+                    localfs.place(root, segments[:-1], rename)
+            except KeyBusy:
+                # Only taking the lock raises it: nothing was done.
+                busy = True
+                raise
             return info, os.path.dirname(path)
         finally:
-            if not renamed:
+            if not renamed and not busy:
                 localfs.remove_file(temp)
             if retired is not None:
                 self.retirements.remove_later(retired)

@@ -26,7 +26,8 @@ import mimetypes
 import os
 import sqlite3
 import threading
-from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterable, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 from gateway.backends.localfolders import FolderCache
 from gateway.backends.localnames import NameCache
@@ -74,6 +75,16 @@ _COLUMNS = (
 )
 _MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 _INSERT = f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES ({_MARKS})"
+
+#: The row of a file read for its MD5 (L{ObjectIndex.remember}), unless the key has a row for a
+#: file of that size and mtime by then: a writer's, in another process, committed after it
+#: renamed the file into place and before this row, whose reader took the new file for one put
+#: there by other means. Its row has the metadata this one lacks.
+_REMEMBER = (
+    f"INSERT INTO objects ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS.replace(" ", "").split(",")[1:])
+    + " WHERE NOT (objects.size = excluded.size AND objects.mtime_ns = excluded.mtime_ns)"
+)
 
 #: How many keys one ``IN (...)`` query looks up (well under SQLite's variable limit).
 _BATCH = 500
@@ -179,6 +190,16 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
+#: How long, in milliseconds, a write waits for another writer of the index (another process).
+BUSY_TIMEOUT_MS = 10000
+
+
+class IndexBusy(Exception):
+    """
+    Another writer holds the index, and the caller would not wait for it.
+    """
+
+
 class HashingNeeded(Exception):
     """
     The file's ETag is not known yet: finding it means reading the whole file.
@@ -248,6 +269,49 @@ class ObjectIndex:
         """
         self._syncs.sync(self._path + "-wal")
 
+    def open_log(self) -> int:
+        """
+        A descriptor (read-only) to fsync to make the rows written so far durable, as L{sync}
+        does: the write-ahead log's, or the database's when there is no log.
+        """
+        flags = os.O_RDONLY | os.O_CLOEXEC
+        try:
+            return os.open(self._path + "-wal", flags)
+        except FileNotFoundError:
+            return os.open(self._path, flags)
+
+    @contextmanager
+    def writing_now(self) -> Iterator[None]:
+        """
+        Make the rows written in the block (from this thread) one transaction, without waiting
+        for other writers: raises L{IndexBusy} at once if a thread of this process or another
+        process is writing. Durable once L{sync} returns, as any row.
+        """
+        if not self.lock.acquire(blocking=False):
+            raise IndexBusy("a thread is using the index")
+        try:
+            db = self._connect()
+            db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise IndexBusy(str(e)) from None
+            finally:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            try:
+                yield
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            self.lock.release()
+
     def _fsync_log(self, log_path: str) -> None:
         try:
             fsync_file(log_path)
@@ -263,7 +327,7 @@ class ObjectIndex:
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=10000")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             migrate(db)
             self._db = db
         return self._db
@@ -311,17 +375,19 @@ class ObjectIndex:
         with self.lock:
             self._connect().execute(_INSERT, row)
 
-    def put_many(self, rows: Sequence[IndexRow]) -> None:
+    def remember_many(self, rows: Sequence[IndexRow]) -> None:
         """
-        Write C{rows} in one transaction: a commit per row was a third of the first listing of
-        files put there by other means. Durable only once L{sync} returns, as any row.
+        Write the C{rows} of files read for their MD5 (L{_REMEMBER}) in one transaction: a
+        commit per row was a third of the first listing of files put there by other means.
+        Durable only once L{sync} returns, as any row.
         """
-        if len(rows) == 1:
-            return self.put(rows[0])
         with self.lock:
             db = self._connect()
+            if len(rows) == 1:
+                db.execute(_REMEMBER, rows[0])
+                return
             with transaction(db):
-                db.executemany(_INSERT, rows)
+                db.executemany(_REMEMBER, rows)
 
     def delete(self, key: str) -> None:
         with self.lock:
@@ -410,7 +476,7 @@ class ObjectIndex:
             if folder is not None and len(rows) == len(hashed):
                 return self._put_in_folder(rows, *folder)
             if rows:
-                self.put_many(rows)
+                self.remember_many(rows)
         return None
 
     def _put_in_folder(self, rows: Sequence[IndexRow], prefix: str, read: int) -> Optional[int]:
@@ -425,6 +491,6 @@ class ObjectIndex:
             db = self._connect()
             with transaction(db):
                 before = self.folder_version(prefix)
-                db.executemany(_INSERT, rows)
+                db.executemany(_REMEMBER, rows)
                 after = self.folder_version(prefix)
         return after if before == read else None

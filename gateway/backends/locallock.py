@@ -10,7 +10,7 @@ then merely wait for each other).
 Each acquisition opens the lock file afresh: C{flock} locks belong to an open file description,
 so two threads of one process, each with its own description, exclude each other as two
 processes do. The lock goes when the descriptor is closed, also when a process dies holding it.
-Blocks: take it in a worker thread, never on the reactor.
+Blocks: take it in a worker thread; on the reactor, only without waiting.
 """
 
 from __future__ import annotations
@@ -36,10 +36,17 @@ def lock_path(root: str, key: str) -> str:
     return os.path.join(root, RESERVED, "locks", f"{number:03d}")
 
 
-@contextmanager
-def locked(root: str, key: str) -> Iterator[None]:
+class KeyBusy(BlockingIOError):
     """
-    Hold the exclusive lock of C{key} (waiting for it) for the duration of the block.
+    Another writer holds the key's lock, and the caller would not wait for it.
+    """
+
+
+@contextmanager
+def locked(root: str, key: str, wait: bool = True) -> Iterator[None]:
+    """
+    Hold the exclusive lock of C{key} for the duration of the block: waiting for it, or, if
+    C{wait} is false, raising L{KeyBusy} at once when another writer holds it.
     """
     path = lock_path(root, key)
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -50,7 +57,10 @@ def locked(root: str, key: str) -> Iterator[None]:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, flags, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KeyBusy(f"the lock of {key!r} is held") from None
         yield
     finally:
         os.close(fd)

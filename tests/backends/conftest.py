@@ -4,11 +4,12 @@ Fixtures shared by the backends' tests.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import pytest
 
 from gateway.backends import localindex
+from gateway.backends.aiosync import KernelSyncs
 
 
 @pytest.fixture
@@ -25,3 +26,17 @@ def hashing(monkeypatch: pytest.MonkeyPatch) -> List[str]:
 
     monkeypatch.setattr(localindex, "md5_of_file", counting)
     return hashed
+
+
+@pytest.fixture
+def kernel_syncs() -> Iterator[KernelSyncs]:
+    """
+    fsyncs run by the kernel, watched by the global reactor (skips where this system has none).
+    """
+    from twisted.internet import reactor
+
+    syncs = KernelSyncs.start(reactor)  # type: ignore[arg-type]
+    if syncs is None:
+        pytest.skip("no native AIO here")
+    yield syncs
+    syncs.close()

@@ -12,12 +12,13 @@ import shutil
 import sqlite3
 import stat
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 import pytest_twisted
 
 from gateway.backends import localwalk
+from gateway.backends.aiosync import KernelSyncs
 from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.local import LocalBackend
 from gateway.interfaces import (
@@ -40,18 +41,27 @@ def _reactor():  # type: ignore[no-untyped-def]
     return reactor
 
 
-def make(tmp_path, read_only: bool = False) -> LocalBackend:  # type: ignore[no-untyped-def]
+def make(  # type: ignore[no-untyped-def]
+    tmp_path, read_only: bool = False, kernel_syncs: Optional[KernelSyncs] = None
+) -> LocalBackend:
     root = tmp_path / "bucket"
     root.mkdir(exist_ok=True)
     return LocalBackend(
-        str(root), str(tmp_path / "index" / "bucket.sqlite3"), _reactor(), read_only=read_only
+        str(root), str(tmp_path / "index" / "bucket.sqlite3"), _reactor(), read_only=read_only,
+        kernel_syncs=kernel_syncs,
     )
 
 
 class TestLocalContract(BackendContract, ServerSideCopyContract):
-    @pytest.fixture
-    def backend(self, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
-        return make(tmp_path)
+    @pytest.fixture(params=["commit thread", "kernel fsyncs"])
+    def backend(self, request, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]
+        """
+        Small PUTs committed both ways: on the commit thread, and on the reactor with the
+        kernel's fsyncs (L{gateway.backends.reactorcommits}), which is how the gateway runs.
+        """
+        if request.param == "commit thread":
+            return make(tmp_path)
+        return make(tmp_path, kernel_syncs=request.getfixturevalue("kernel_syncs"))
 
     @pytest.fixture
     def read_only_backend(self, tmp_path) -> LocalBackend:  # type: ignore[no-untyped-def]

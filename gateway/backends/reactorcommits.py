@@ -1,0 +1,267 @@
+"""
+The commit of small PUTs on the reactor thread, with the kernel running their fsyncs
+(L{gateway.backends.aiosync}): no thread trades the GIL with the reactor while a PUT commits.
+
+The PUTs whose bodies ended in one turn of the reactor make a batch. Their files' fsyncs are
+submitted together; once they have completed, each file is renamed into place with its index row
+(all the rows in one SQLite transaction), and the fsyncs of the directories renamed into and of the
+index log are submitted together; once those have completed, the PUTs are answered. The steps
+done on the reactor are those the backend already does there for reads (a few C{stat}s, an open, a
+rename); none waits for the disk.
+
+A PUT whose commit would wait goes to the commit thread instead (L{LocalBackend.commit_in_thread},
+which does the whole commit as before): one with a condition to check, one that makes a new folder
+(whose parent must be fsynced), one whose key's lock another writer holds, a batch whose index
+another writer holds (another worker process, a thread of this one), and fsyncs the kernel would
+not take.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.backends import localfs
+from gateway.backends.aiosync import KernelSyncs, NotSubmitted
+from gateway.backends.batches import Outcome, outcome_of
+from gateway.backends.localcommits import PendingInstall
+from gateway.backends.localindex import IndexBusy
+from gateway.backends.locallock import KeyBusy
+from gateway.model import ObjectInfo
+
+if TYPE_CHECKING:
+    from gateway.backends.local import LocalBackend
+
+_log = Logger()
+
+#: How long to wait before trying the index again while another writer holds it, and how many
+#: tries before the commit thread takes over (which waits for the index, off the reactor).
+INDEX_RETRY_SECONDS = 0.001
+INDEX_TRIES = 50
+
+#: A PUT waiting for its commit, and what fires with the outcome.
+_Waiting = Tuple[PendingInstall, "Deferred[ObjectInfo]"]
+
+#: fsync errors that mean there is nothing to make durable (as L{localsync.fsync_directory}).
+_NOTHING_TO_SYNC = (errno.EINVAL, errno.EROFS)
+
+
+class ReactorCommits:
+    """
+    Commits the small PUTs of one local backend on the reactor, batch by batch.
+
+    :param thread: commits one PUT the way that may wait (the commit thread).
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        syncs: KernelSyncs,
+        backend: "LocalBackend",
+        thread: Callable[[PendingInstall], "Deferred[ObjectInfo]"],
+    ) -> None:
+        self._reactor = reactor
+        self._syncs = syncs
+        self._backend = backend
+        self._thread = thread
+        self._waiting: List[_Waiting] = []
+        self._scheduled = False
+
+    def submit(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
+        """
+        Commit C{job} with the others of this turn; fires with the new object's info.
+        """
+        done: Deferred[ObjectInfo] = Deferred()
+        self._waiting.append((job, done))
+        if not self._scheduled:
+            self._scheduled = True
+            self._reactor.callLater(0, self._start)
+        return done
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        settled = self._syncs.fsync_many([job.fd for job, _ in batch])
+        placing = DeferredList(settled, consumeErrors=True).addCallback(self._place, batch)
+        placing.addErrback(lambda failure: _log.failure("Committing PUTs failed", failure))
+
+    def _to_thread(self, job: PendingInstall, done: "Deferred[ObjectInfo]") -> None:
+        self._thread(job).chainDeferred(done)
+
+    def _place(self, results: List[Tuple[bool, Any]], batch: List[_Waiting]) -> None:
+        """
+        The files are durable (or not): put each in place with its row.
+        """
+        ready: List[_Waiting] = []
+        for (synced, failure), (job, done) in zip(results, batch):
+            if not synced:
+                assert isinstance(failure, Failure)
+                if failure.check(NotSubmitted):
+                    self._to_thread(job, done)
+                else:
+                    _discard(job)
+                    done.errback(failure)
+            elif self._placeable_now(job):
+                ready.append((job, done))
+            else:
+                self._to_thread(job, done)
+        self._place_ready(ready, 0)
+
+    def _place_ready(self, ready: List[_Waiting], tries: int) -> None:
+        """
+        Put the durable files of C{ready} in place, with their rows in one transaction; while
+        another writer holds the index, try again a little later (L{INDEX_RETRY_SECONDS}), and
+        after L{INDEX_TRIES} tries leave them to the commit thread, which waits for it.
+        """
+        if not ready:
+            return
+        placed: List[Tuple[PendingInstall, Deferred[ObjectInfo], Outcome[Tuple[ObjectInfo, str]]]]
+        placed = []
+        try:
+            with self._backend.index.writing_now():
+                while ready:
+                    job, done = ready.pop(0)
+                    outcome = outcome_of(self._put_in_place, job)
+                    if isinstance(outcome, Failure) and outcome.check(KeyBusy):
+                        self._to_thread(job, done)
+                    else:
+                        placed.append((job, done, outcome))
+        except IndexBusy:
+            # Raised before the block began: nothing was done.
+            if tries + 1 < INDEX_TRIES:
+                self._reactor.callLater(INDEX_RETRY_SECONDS, self._place_ready, ready, tries + 1)
+            else:
+                for job, done in ready:
+                    self._to_thread(job, done)
+            return
+        except BaseException:
+            # The transaction failed as a whole: the files renamed have no rows (their readers
+            # take them for files put there by other means), as when a row fails alone.
+            failure = Failure()
+            for job, done, _ in placed:
+                done.errback(failure)
+            for job, done in ready:
+                self._to_thread(job, done)
+            return
+        self._sync_folders(placed)
+
+    def _placeable_now(self, job: PendingInstall) -> bool:
+        """
+        Whether C{job} can be put in place here: no condition to check, and its folder there
+        already. Anything unusual (a key or root gone wrong) is for the commit thread to report.
+        """
+        if job.condition is not None:
+            return False
+        try:
+            return self._backend.has_folder_of(job.key)
+        except Exception:
+            return False
+
+    def _put_in_place(self, job: PendingInstall) -> Tuple[ObjectInfo, str]:
+        try:
+            st = os.fstat(job.fd)
+            found = self._backend.put_in_place(
+                job.key, job.temp, st, job.metadata, None, job.parts_count, job.part_sizes,
+                wait=False,
+            )
+        except KeyBusy:
+            raise
+        except BaseException:
+            os.close(job.fd)
+            raise
+        os.close(job.fd)
+        return found
+
+    def _sync_folders(
+        self,
+        placed: List[Tuple[PendingInstall, "Deferred[ObjectInfo]", Outcome[Tuple[ObjectInfo, str]]]],
+    ) -> None:
+        """
+        fsync the directories renamed into and the index log, then answer.
+        """
+        folders = sorted({
+            outcome[1] for _, _, outcome in placed if not isinstance(outcome, Failure)
+        })
+        if not folders:
+            _answer(placed, {}, None)
+            return
+        opened: List[Tuple[str, Outcome[int]]] = [
+            (folder, outcome_of(_open, folder, os.O_DIRECTORY)) for folder in folders
+        ]
+        opened.append(("", outcome_of(self._backend.index.open_log)))
+        fds = [fd for _, fd in opened if not isinstance(fd, Failure)]
+        synced = iter(self._syncs.fsync_many(fds))
+        waits: List[Deferred[None]] = []
+        for path, fd in opened:
+            if isinstance(fd, Failure):
+                waits.append(Deferred())
+                waits[-1].errback(fd)
+                continue
+            wait = next(synced)
+            wait.addBoth(_closing, fd)
+            wait.addErrback(self._sync_another_way, path)
+            waits.append(wait)
+
+        def answer(results: List[Tuple[bool, Any]]) -> None:
+            failures = {
+                path: (None if ok else result)
+                for (path, _), (ok, result) in zip(opened, results)
+            }
+            log = failures.pop("")
+            _answer(placed, failures, log)  # type: ignore[arg-type]
+
+        DeferredList(waits, consumeErrors=True).addCallback(answer)
+
+    def _sync_another_way(self, failure: Failure, path: str) -> "Optional[Deferred[None]]":
+        """
+        An fsync that failed: fine where there is nothing to sync; done in a thread where the
+        kernel did not take it; the failure otherwise.
+        """
+        if getattr(failure.value, "errno", None) in _NOTHING_TO_SYNC:
+            return None
+        if not failure.check(NotSubmitted):
+            return failure  # type: ignore[return-value]
+        if path:
+            return self._backend.run_blocking(self._backend.syncs.sync, path)
+        return self._backend.run_blocking(self._backend.index.sync)
+
+
+def _open(path: str, flags: int) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+
+
+def _closing(result: object, fd: int) -> object:
+    os.close(fd)
+    return result
+
+
+def _discard(job: PendingInstall) -> None:
+    """
+    Drop the temporary file of a PUT that failed before it was put in place.
+    """
+    try:
+        os.close(job.fd)
+    finally:
+        localfs.remove_file(job.temp)
+
+
+def _answer(
+    placed: List[Tuple[PendingInstall, "Deferred[ObjectInfo]", Outcome[Tuple[ObjectInfo, str]]]],
+    folders: Dict[str, Optional[Failure]],
+    log: Optional[Failure],
+) -> None:
+    for _, done, outcome in placed:
+        if isinstance(outcome, Failure):
+            done.errback(outcome)
+            continue
+        failure = folders.get(outcome[1]) or log
+        if failure is not None:
+            done.errback(failure)
+        else:
+            done.callback(outcome[0])

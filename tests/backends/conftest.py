@@ -8,7 +8,7 @@ from typing import Iterator, List, Optional
 
 import pytest
 
-from gateway.backends import localindex
+from gateway.backends import localindex, reactorcommits
 from gateway.backends.aiosync import KernelSyncs
 
 
@@ -29,12 +29,15 @@ def hashing(monkeypatch: pytest.MonkeyPatch) -> List[str]:
 
 
 @pytest.fixture
-def kernel_syncs() -> Iterator[KernelSyncs]:
+def kernel_syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[KernelSyncs]:
     """
     fsyncs run by the kernel, watched by the global reactor (skips where this system has none).
+    Every PUT then commits on the reactor, also a lone one (which the gateway would give to the
+    commit thread: L{reactorcommits.LONE_PUTS_ON_THREAD}).
     """
     from twisted.internet import reactor
 
+    monkeypatch.setattr(reactorcommits, "LONE_PUTS_ON_THREAD", False)
     syncs = KernelSyncs.start(reactor)  # type: ignore[arg-type]
     if syncs is None:
         pytest.skip("no native AIO here")

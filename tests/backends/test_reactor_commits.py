@@ -308,3 +308,26 @@ def test_a_remembered_row_does_not_replace_a_writers_row(tmp_path: Path) -> None
     index.remember([(info("binary/octet-stream", "read"), str(path), st)])
     assert index.get("k").etag == "read"  # type: ignore[union-attr]
     index.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lone_put_goes_to_the_commit_thread(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    As the gateway runs: a PUT while no other commits goes to the commit thread (fewer
+    wake-ups for one PUT); PUTs that end together commit on the reactor.
+    """
+    (root / "a").mkdir()  # not a PUT that makes its folder
+    monkeypatch.setattr(reactorcommits, "LONE_PUTS_ON_THREAD", True)
+    on_thread = commit_thread_batches(monkeypatch, backend)
+    await put(backend, "a/lone", b"1")
+    assert on_thread == ["a/lone"]
+    writers = [await backend.start_write(f"a/{n}") for n in range(2)]
+    for writer in writers:
+        writer.write(b"x")
+    await DeferredList(
+        [writer.commit(metadata_for(b"x")) for writer in writers], fireOnOneErrback=True
+    )
+    assert on_thread == ["a/lone"]
+    assert await get(backend, "a/1") == b"x"

@@ -373,11 +373,11 @@ class LocalBackend:
 
     def _commit_put(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
         """
-        Commit a PUT whose body has arrived: a small one on the commit thread of the root's
-        filesystem (found by L{start_write}), with every other waiting; a large one in the
-        thread pool, so that its long fsync does not hold up the small ones (batching saves it
-        nothing). Small ones commit on the reactor where the kernel can run their fsyncs
-        (L{gateway.backends.reactorcommits}).
+        Commit a PUT whose body has arrived: a small one with the other small ones, on the
+        reactor where the kernel can run their fsyncs (L{gateway.backends.reactorcommits}),
+        else on the commit thread of the root's filesystem (L{commit_in_thread}); a large one in
+        the thread pool, so that its long fsync does not hold up the small ones (batching saves
+        it nothing).
         """
         if os.fstat(job.fd).st_size >= BATCHED_PUT_SIZE:
             return self._run(

@@ -21,7 +21,7 @@ import ctypes
 import os
 import platform
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
@@ -88,6 +88,24 @@ def _syscall() -> Optional[Any]:
     return libc_function("syscall", ctypes.c_long)
 
 
+class _Submitted:
+    """
+    The fsyncs of one L{KernelSyncs.fsync_all} call: their errors so far, how many are still
+    running, and what fires once none is.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.errors: List[Optional[BaseException]] = [None] * count
+        self.running = 0
+        self.done: Deferred[List[Optional[BaseException]]] = Deferred()
+
+    def ended(self, index: int, error: Optional[BaseException]) -> None:
+        self.errors[index] = error
+        self.running -= 1
+        if self.running == 0:
+            self.done.callback(self.errors)
+
+
 @implementer(IReadDescriptor)
 class KernelSyncs:
     """
@@ -97,13 +115,23 @@ class KernelSyncs:
 
     def __init__(self, reactor: IReactorFDSet, context: int, eventfd: int, call: Any) -> None:
         self._reactor = reactor
-        self._context = context
+        self._context = ctypes.c_ulong(context)
         self._eventfd = eventfd
         self._call = call
         self._numbers = _CALLS[platform.machine()]
-        self._waiting: Dict[int, "Deferred[None]"] = {}
+        #: The fsyncs running, by tag: their call's record, and their place in it.
+        self._running: Dict[int, Tuple[_Submitted, int]] = {}
         self._tags = 0
         self._events = (_Event * CAPACITY)()
+        # The kernel copies each iocb when it is submitted: one set of them serves every call.
+        self._blocks = (_Iocb * CAPACITY)()
+        for block in self._blocks:
+            block.opcode = _CMD_FSYNC
+            block.flags = _FLAG_RESFD
+            block.resfd = eventfd
+        self._pointers = (ctypes.POINTER(_Iocb) * CAPACITY)(
+            *[ctypes.pointer(block) for block in self._blocks]
+        )
         self._closed = False
         reactor.addReader(self)
 
@@ -134,39 +162,39 @@ class KernelSyncs:
         """
         How many submitted fsyncs have not completed.
         """
-        return len(self._waiting)
+        return len(self._running)
 
-    def fsync_many(self, fds: Sequence[int]) -> List["Deferred[None]"]:
+    def fsync_all(self, fds: Sequence[int]) -> "Deferred[List[Optional[BaseException]]]":
         """
-        Submit an fsync of each of C{fds}; one L{Deferred} each, in order, firing with C{None}
-        once that fsync succeeded, or failing with its L{OSError}, or at once with
-        L{NotSubmitted}. The descriptors must stay open until theirs fires.
+        Submit an fsync of each of C{fds}; fires once all have ended, with what each ended in,
+        in order: C{None} if it succeeded, its L{OSError}, or L{NotSubmitted} (the kernel did
+        not take it: its queue was full, or it refused the descriptor). The descriptors must
+        stay open until then.
         """
-        results: List[Deferred[None]] = [Deferred() for _ in fds]
-        room = CAPACITY - len(self._waiting)
-        wanted = 0 if self._closed else min(len(fds), room)
+        submitted = _Submitted(len(fds))
+        wanted = 0 if self._closed else min(len(fds), CAPACITY - len(self._running))
         taken = 0
         if wanted:
-            blocks = (_Iocb * wanted)()
-            pointers = (ctypes.POINTER(_Iocb) * wanted)()
+            blocks = self._blocks
             for index in range(wanted):
                 self._tags += 1
                 block = blocks[index]
                 block.data = self._tags
-                block.opcode = _CMD_FSYNC
                 block.fildes = fds[index]
-                block.flags = _FLAG_RESFD
-                block.resfd = self._eventfd
-                pointers[index] = ctypes.pointer(block)
-            submitted = self._call(
-                self._numbers[3], ctypes.c_ulong(self._context), ctypes.c_long(wanted), pointers
+            taken = max(
+                self._call(self._numbers[3], self._context, ctypes.c_long(wanted), self._pointers),
+                0,
             )
-            taken = max(submitted, 0)
+            first = self._tags - wanted + 1
             for index in range(taken):
-                self._waiting[blocks[index].data] = results[index]
-        for result in results[taken:]:
-            result.errback(NotSubmitted("the kernel did not take this fsync"))
-        return results
+                self._running[first + index] = (submitted, index)
+        submitted.running = taken
+        refused = NotSubmitted("the kernel did not take this fsync")
+        for index in range(taken, len(fds)):
+            submitted.errors[index] = refused
+        if taken == 0:
+            submitted.done.callback(submitted.errors)
+        return submitted.done
 
     # IReadDescriptor
 
@@ -178,22 +206,19 @@ class KernelSyncs:
             os.read(self._eventfd, 8)
         except BlockingIOError:
             return
-        while self._waiting:
+        while self._running:
             count = self._call(
-                self._numbers[2], ctypes.c_ulong(self._context), ctypes.c_long(0),
+                self._numbers[2], self._context, ctypes.c_long(0),
                 ctypes.c_long(CAPACITY), self._events, None,
             )
             if count <= 0:
                 return
             done = [(self._events[i].data, self._events[i].res) for i in range(count)]
             for tag, result in done:
-                waiting = self._waiting.pop(tag, None)
-                if waiting is None:
-                    continue
-                if result < 0:
-                    waiting.errback(OSError(-result, os.strerror(-result)))
-                else:
-                    waiting.callback(None)
+                found = self._running.pop(tag, None)
+                if found is not None:
+                    error = OSError(-result, os.strerror(-result)) if result < 0 else None
+                    found[0].ended(found[1], error)
             if count < CAPACITY:
                 return
 
@@ -205,16 +230,15 @@ class KernelSyncs:
 
     def close(self) -> None:
         """
-        Stop watching and free the context. C{io_destroy} waits for the fsyncs in flight; their
-        L{Deferred}s then fail with L{NotSubmitted} (their outcome is unknown).
+        Stop watching and free the context. C{io_destroy} waits for the fsyncs in flight; they
+        end in L{NotSubmitted} (their outcome is unknown).
         """
         if self._closed:
             return
         self._closed = True
         self._reactor.removeReader(self)
-        self._call(self._numbers[1], ctypes.c_ulong(self._context))
+        self._call(self._numbers[1], self._context)
         os.close(self._eventfd)
-        waiting, self._waiting = self._waiting, {}
-        for result in waiting.values():
-            result.errback(NotSubmitted("closed before the fsync was known to complete"))
-
+        running, self._running = self._running, {}
+        for submitted, index in running.values():
+            submitted.ended(index, NotSubmitted("closed before the fsync was known to end"))

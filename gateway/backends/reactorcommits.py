@@ -23,7 +23,7 @@ import errno
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -104,26 +104,25 @@ class ReactorCommits:
         if LONE_PUTS_ON_THREAD and len(batch) == 1 and self._committing == 1:
             self._to_thread(*batch[0])
             return
-        settled = self._syncs.fsync_many([job.fd for job, _ in batch])
-        placing = DeferredList(settled, consumeErrors=True).addCallback(self._place, batch)
+        placing = self._syncs.fsync_all([job.fd for job, _ in batch])
+        placing.addCallback(self._place, batch)
         placing.addErrback(lambda failure: _log.failure("Committing PUTs failed", failure))
 
     def _to_thread(self, job: PendingInstall, done: "Deferred[ObjectInfo]") -> None:
         self._thread(job).chainDeferred(done)
 
-    def _place(self, results: List[Tuple[bool, Any]], batch: List[_Waiting]) -> None:
+    def _place(self, errors: List[Optional[BaseException]], batch: List[_Waiting]) -> None:
         """
         The files are durable (or not): put each in place with its row.
         """
         ready: List[_Waiting] = []
-        for (synced, failure), (job, done) in zip(results, batch):
-            if not synced:
-                assert isinstance(failure, Failure)
-                if failure.check(NotSubmitted):
+        for error, (job, done) in zip(errors, batch):
+            if error is not None:
+                if isinstance(error, NotSubmitted):
                     self._to_thread(job, done)
                 else:
                     _discard(job)
-                    done.errback(failure)
+                    done.errback(Failure(error))
             elif self._placeable_now(job):
                 ready.append((job, done))
             else:
@@ -213,17 +212,36 @@ class ReactorCommits:
         ]
         opened.append(("", outcome_of(self._backend.index.open_log)))
         fds = [fd for _, fd in opened if not isinstance(fd, Failure)]
-        synced = iter(self._syncs.fsync_many(fds))
-        waits: List[Deferred[None]] = []
+        syncing = self._syncs.fsync_all(fds)
+        syncing.addCallback(self._synced, opened, placed)
+        syncing.addErrback(lambda failure: _log.failure("Committing PUTs failed", failure))
+
+    def _synced(
+        self,
+        errors: List[Optional[BaseException]],
+        opened: List[Tuple[str, Outcome[int]]],
+        placed: List[Tuple[PendingInstall, "Deferred[ObjectInfo]", Outcome[Tuple[ObjectInfo, str]]]],
+    ) -> "Deferred[None]":
+        """
+        The fsyncs of the folders and the index log have ended: those the kernel did not take
+        are done in threads, then the PUTs are answered.
+        """
+        outcomes: List[Deferred[None]] = []
+        reported = iter(errors)
         for path, fd in opened:
             if isinstance(fd, Failure):
-                waits.append(Deferred())
-                waits[-1].errback(fd)
+                outcomes.append(fail(fd))
                 continue
-            wait = next(synced)
-            wait.addBoth(_closing, fd)
-            wait.addErrback(self._sync_another_way, path)
-            waits.append(wait)
+            os.close(fd)
+            error = next(reported)
+            if error is None or getattr(error, "errno", None) in _NOTHING_TO_SYNC:
+                outcomes.append(succeed(None))
+            elif not isinstance(error, NotSubmitted):
+                outcomes.append(fail(error))
+            elif path:
+                outcomes.append(self._backend.run_blocking(self._backend.syncs.sync, path))
+            else:
+                outcomes.append(self._backend.run_blocking(self._backend.index.sync))
 
         def answer(results: List[Tuple[bool, Any]]) -> None:
             failures = {
@@ -231,31 +249,13 @@ class ReactorCommits:
                 for (path, _), (ok, result) in zip(opened, results)
             }
             log = failures.pop("")
-            _answer(placed, failures, log)  # type: ignore[arg-type]
+            _answer(placed, failures, log)
 
-        DeferredList(waits, consumeErrors=True).addCallback(answer)
-
-    def _sync_another_way(self, failure: Failure, path: str) -> "Optional[Deferred[None]]":
-        """
-        An fsync that failed: fine where there is nothing to sync; done in a thread where the
-        kernel did not take it; the failure otherwise.
-        """
-        if getattr(failure.value, "errno", None) in _NOTHING_TO_SYNC:
-            return None
-        if not failure.check(NotSubmitted):
-            return failure  # type: ignore[return-value]
-        if path:
-            return self._backend.run_blocking(self._backend.syncs.sync, path)
-        return self._backend.run_blocking(self._backend.index.sync)
+        return DeferredList(outcomes, consumeErrors=True).addCallback(answer)
 
 
 def _open(path: str, flags: int) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
-
-
-def _closing(result: object, fd: int) -> object:
-    os.close(fd)
-    return result
 
 
 def _discard(job: PendingInstall) -> None:

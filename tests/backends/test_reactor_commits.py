@@ -12,12 +12,12 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import deferLater
 
 from gateway.backends import aiosync, reactorcommits
@@ -58,18 +58,18 @@ def commit_thread_batches(monkeypatch: pytest.MonkeyPatch, backend: LocalBackend
 
 def submissions(monkeypatch: pytest.MonkeyPatch, syncs: KernelSyncs) -> List[List[str]]:
     """
-    What each call of C{syncs.fsync_many} from now on asks to fsync: a file's temporary folder
-    as "file", or the path of a folder or the index log.
+    What each call of C{syncs.fsync_all} from now on asks to fsync: a temporary file as
+    "file", or the path of a folder or the index log.
     """
     seen: List[List[str]] = []
-    real = syncs.fsync_many
+    real = syncs.fsync_all
 
-    def recording(fds: Sequence[int]) -> List["Deferred[None]"]:
+    def recording(fds: Sequence[int]) -> "Deferred[List[Optional[BaseException]]]":
         paths = [os.readlink(f"/proc/self/fd/{fd}") for fd in fds]
         seen.append(["file" if "/.s3gateway/tmp/" in path else path for path in paths])
         return real(fds)
 
-    monkeypatch.setattr(syncs, "fsync_many", recording)
+    monkeypatch.setattr(syncs, "fsync_all", recording)
     return seen
 
 
@@ -85,11 +85,13 @@ async def test_kernel_fsyncs_fire_once_done(kernel_syncs: KernelSyncs, tmp_path:
         os.write(fd, b"x" * 4096)
         fds.append(fd)
     try:
-        results = await DeferredList(kernel_syncs.fsync_many(fds), consumeErrors=True)
+        syncing = kernel_syncs.fsync_all(fds)
+        assert kernel_syncs.in_flight == 3
+        errors = await syncing
     finally:
         for fd in fds:
             os.close(fd)
-    assert results == [(True, None)] * 3
+    assert errors == [None] * 3
     assert kernel_syncs.in_flight == 0
 
 
@@ -105,16 +107,13 @@ async def test_fsyncs_the_kernel_refuses_are_not_submitted(
     file_fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
     read_end, write_end = os.pipe()
     try:
-        refused = kernel_syncs.fsync_many([file_fd, read_end])
-        assert refused[1].called
-        with pytest.raises(NotSubmitted):
-            await refused[1]
-        await refused[0]
-        full = kernel_syncs.fsync_many([file_fd] * 5)
-        assert [d.called for d in full[3:]] == [True, True]
-        results = await DeferredList(full, consumeErrors=True)
-        assert [ok for ok, _ in results] == [True, True, True, False, False]
-        assert results[4][1].check(NotSubmitted)
+        errors = await kernel_syncs.fsync_all([file_fd, read_end])
+        assert errors[0] is None and isinstance(errors[1], NotSubmitted)
+        errors = await kernel_syncs.fsync_all([read_end])
+        assert len(errors) == 1 and isinstance(errors[0], NotSubmitted)
+        errors = await kernel_syncs.fsync_all([file_fd] * 5)
+        assert errors[:3] == [None] * 3
+        assert [type(error) for error in errors[3:]] == [NotSubmitted, NotSubmitted]
     finally:
         for fd in (file_fd, read_end, write_end):
             os.close(fd)
@@ -226,19 +225,19 @@ async def test_a_put_whose_key_is_locked_goes_to_the_commit_thread(
 
 def failing(error: int, calls: Sequence[int]) -> Any:
     """
-    A replacement of C{fsync_many} whose calls numbered in C{calls} (from 0) fail with
+    A replacement of C{fsync_all} whose calls numbered in C{calls} (from 0) fail with
     C{error} (or L{NotSubmitted} if 0), and the others do not fsync at all.
     """
     count = [0]
 
-    def fsync_many(fds: Sequence[int]) -> List["Deferred[None]"]:
+    def fsync_all(fds: Sequence[int]) -> "Deferred[List[Optional[BaseException]]]":
         number, count[0] = count[0], count[0] + 1
         if number not in calls:
-            return [succeed(None) for _ in fds]
+            return succeed([None] * len(fds))
         reason = NotSubmitted("refused") if error == 0 else OSError(error, os.strerror(error))
-        return [fail(reason) for _ in fds]
+        return succeed([reason] * len(fds))
 
-    return fsync_many
+    return fsync_all
 
 
 @pytest_twisted.ensureDeferred
@@ -247,7 +246,7 @@ async def test_a_failed_file_fsync_fails_the_put_and_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await put(backend, "k", b"old", content_type="text/old")
-    monkeypatch.setattr(kernel_syncs, "fsync_many", failing(errno.EIO, [0]))
+    monkeypatch.setattr(kernel_syncs, "fsync_all", failing(errno.EIO, [0]))
     with pytest.raises(OSError):
         await put(backend, "k", b"new")
     assert await get(backend, "k") == b"old"
@@ -264,7 +263,7 @@ async def test_a_failed_folder_fsync_fails_the_put(
     error, and the client may retry).
     """
     await put(backend, "k", b"old")
-    monkeypatch.setattr(kernel_syncs, "fsync_many", failing(errno.EIO, [1]))
+    monkeypatch.setattr(kernel_syncs, "fsync_all", failing(errno.EIO, [1]))
     with pytest.raises(OSError):
         await put(backend, "k", b"new")
 
@@ -276,7 +275,7 @@ async def test_fsyncs_the_kernel_does_not_take_are_done_in_threads(
 ) -> None:
     await put(backend, "a/k", b"old")
     on_thread = commit_thread_batches(monkeypatch, backend)
-    monkeypatch.setattr(kernel_syncs, "fsync_many", failing(0, [0, 1, 2, 3]))
+    monkeypatch.setattr(kernel_syncs, "fsync_all", failing(0, [0, 1, 2, 3]))
     await put(backend, "a/k", b"new")
     assert on_thread == ["a/k"]  # the file's fsync, with the rest of its commit
     assert await get(backend, "a/k") == b"new"

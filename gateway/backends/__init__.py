@@ -9,11 +9,14 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorThreads
+from twisted.logger import Logger
 
 from gateway.interfaces import IBackend
 from gateway.model import Connection
 
 BackendKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
+
+_log = Logger()
 
 
 def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
@@ -108,6 +111,10 @@ class BackendRegistry:
             self._kernel_syncs_tried = True
             if IReactorFDSet.providedBy(self.reactor):
                 self._kernel_syncs = KernelSyncs.start(self.reactor)  # type: ignore[arg-type]
+            if self._kernel_syncs is None:
+                _log.info(
+                    "No native AIO here: small PUTs commit on a thread per filesystem"
+                )
         return self._kernel_syncs
 
     def backend_for(self, connection: Connection) -> IBackend:

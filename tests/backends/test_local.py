@@ -781,3 +781,6 @@ def test_local_buckets_share_the_process_caches(tmp_path: Path) -> None:
     assert first.large_folders is second.large_folders is registry.large_folder_names()
     for index in (first, second):
         index.close()
+    syncs = registry.kernel_syncs()
+    if syncs is not None:
+        syncs.close()

@@ -12,20 +12,21 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 
-from gateway.backends import aiosync, reactorcommits
+from gateway.backends import BackendRegistry, aiosync, reactorcommits
 from gateway.backends.aiosync import KernelSyncs, NotSubmitted
 from gateway.backends.local import LocalBackend
 from gateway.backends.localindex import ObjectIndex, row_for
 from gateway.backends.locallock import lock_path
-from gateway.model import ObjectInfo
+from gateway.model import Connection, ObjectInfo
 from tests.backends.support import get, leftover_temporary_files, metadata_for, put
 from tests.backends.test_local import make
 
@@ -330,3 +331,62 @@ async def test_a_lone_put_goes_to_the_commit_thread(
     )
     assert on_thread == ["a/lone"]
     assert await get(backend, "a/1") == b"x"
+
+
+def registry_buckets(tmp_path: Path, count: int) -> Tuple[BackendRegistry, List[LocalBackend]]:
+    """
+    A registry on the global reactor, and C{count} local buckets it made.
+    """
+    registry = BackendRegistry(str(tmp_path / "data"), reactor)
+    buckets = []
+    for number in range(count):
+        folder = tmp_path / f"bucket{number}"
+        folder.mkdir()
+        connection = Connection(
+            user="u", bucket=f"b{number}", backend="local", settings={"path": str(folder)}
+        )
+        buckets.append(registry.backend_for(connection))
+    return registry, buckets  # type: ignore[return-value]
+
+
+@pytest_twisted.ensureDeferred
+async def test_local_buckets_share_the_process_kernel_syncs(tmp_path: Path) -> None:
+    registry, (first, second) = registry_buckets(tmp_path, 2)
+    syncs = registry.kernel_syncs()
+    if syncs is None:
+        pytest.skip("no native AIO here")
+    try:
+        assert first._reactor_commits._syncs is second._reactor_commits._syncs is syncs  # type: ignore[union-attr]
+        await put(first, "k", b"body")
+        assert await get(first, "k") == b"body"
+    finally:
+        syncs.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_native_aio_small_puts_commit_on_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Where the system has no native AIO, the gateway says so once, and commits small PUTs on the
+    commit thread.
+    """
+    monkeypatch.setattr(aiosync, "_syscall", lambda: None)
+    said: List[str] = []
+
+    def observer(event: Dict[str, Any]) -> None:
+        said.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        registry, (backend,) = registry_buckets(tmp_path, 1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert registry.kernel_syncs() is None
+    assert [line for line in said if "No native AIO" in line] == [
+        "No native AIO here: small PUTs commit on a thread per filesystem"
+    ]
+    assert backend._reactor_commits is None  # type: ignore[attr-defined]
+    on_thread = commit_thread_batches(monkeypatch, backend)
+    await put(backend, "k", b"body")
+    assert on_thread == ["k"] and await get(backend, "k") == b"body"

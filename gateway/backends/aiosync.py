@@ -5,9 +5,10 @@ fsyncs that the kernel runs on its own, with no thread of ours: Linux native AIO
 Why not a thread: a small PUT's commit waits on fsyncs, and the commit thread that waited for them
 traded the GIL with the reactor at each of its dozen system calls. With the fsyncs submitted
 from the reactor and the rest of the commit done there (L{gateway.backends.reactorcommits}),
-4 KiB PUTs at c=64 on two workers cost 420-445 us of CPU each instead of 600-735, and 3,180-3,310
-were served a second instead of 2,000-2,390 (bench/README.md). The kernel also runs the submitted
-fsyncs side by side: 32 new 4 KiB files took 84 us each so, against 107-150 one after another.
+4 KiB PUTs at c=64 on two workers cost 391-514 us of CPU each instead of 593-735, and 2,815-3,566
+were served a second instead of 1,824-2,371 (three alternating pairs of runs, bench/README.md).
+The kernel also runs the submitted fsyncs side by side: 32 new 4 KiB files took 84 us each so,
+against 107-150 one after another.
 
 Nothing here blocks: a submission the kernel cannot take (its queue full, AIO refused) fails at
 once with L{NotSubmitted}, and the caller does that fsync another way. Where there is no native
@@ -109,8 +110,8 @@ class _Submitted:
 @implementer(IReadDescriptor)
 class KernelSyncs:
     """
-    Submits fsyncs to the kernel and fires their L{Deferred}s on the reactor as they complete.
-    Used from the reactor thread only.
+    Submits fsyncs to the kernel, and reads on the reactor which have ended. Used from the
+    reactor thread only.
     """
 
     def __init__(self, reactor: IReactorFDSet, context: int, eventfd: int, call: Any) -> None:

@@ -352,11 +352,16 @@ class LocalWriter:
         fd, temp = self._fd, self._temp
         self._fd = -1
         if self._written < localretire.RETIRE_SIZE:
-            _close_and_remove(fd, temp)
+            close_and_remove(fd, temp)
             return succeed(None)
-        return self._run(_close_and_remove, fd, temp)
+        return self._run(close_and_remove, fd, temp)
 
 
-def _close_and_remove(fd: int, path: str) -> None:
-    os.close(fd)
-    remove_file(path)
+def close_and_remove(fd: int, path: str) -> None:
+    """
+    Close a temporary file and remove it (removed even if the close fails).
+    """
+    try:
+        os.close(fd)
+    finally:
+        remove_file(path)

@@ -32,9 +32,9 @@ from typing import Dict, Iterable, Iterator, NamedTuple, Optional, Sequence, Tup
 from gateway.backends.localfolders import FolderCache
 from gateway.backends.localnames import NameCache
 from gateway.backends.localwatch import FolderWatcher
-from gateway.backends.localsync import SharedSyncs, fsync_file
+from gateway.backends.localsync import SharedSyncs, fsync_file, open_to_sync
 from gateway.model import ObjectInfo
-from gateway.store.sqlite import transaction
+from gateway.store.sqlite import ending, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -274,11 +274,10 @@ class ObjectIndex:
         A descriptor (read-only) to fsync to make the rows written so far durable, as L{sync}
         does: the write-ahead log's, or the database's when there is no log.
         """
-        flags = os.O_RDONLY | os.O_CLOEXEC
         try:
-            return os.open(self._path + "-wal", flags)
+            return open_to_sync(self._path + "-wal")
         except FileNotFoundError:
-            return os.open(self._path, flags)
+            return open_to_sync(self._path)
 
     @contextmanager
     def writing_now(self) -> Iterator[None]:
@@ -298,17 +297,8 @@ class ObjectIndex:
                 raise IndexBusy(str(e)) from None
             finally:
                 db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            try:
+            with ending(db):
                 yield
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            try:
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         finally:
             self.lock.release()
 

@@ -72,15 +72,33 @@ def fsync_file(path: str) -> None:
     _fsync(path, 0)
 
 
-def _fsync(path: str, flags: int) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+#: What an fsync fails with where there is nothing to make durable: a filesystem that cannot
+#: sync (EINVAL) or is read-only (EROFS).
+NOTHING_TO_SYNC = (errno.EINVAL, errno.EROFS)
+
+
+def open_to_sync(path: str, flags: int = 0) -> int:
+    """
+    A read-only descriptor of C{path} to fsync (C{flags}: C{os.O_DIRECTORY} for a directory).
+    """
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+
+
+def fsync_descriptor(fd: int) -> None:
+    """
+    fsync C{fd}, where there is something to make durable (L{NOTHING_TO_SYNC}).
+    """
     try:
         os.fsync(fd)
     except OSError as e:
-        # A filesystem that cannot sync (EINVAL) or is read-only (EROFS) has nothing to make
-        # durable.
-        if e.errno not in (errno.EINVAL, errno.EROFS):
+        if e.errno not in NOTHING_TO_SYNC:
             raise
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = open_to_sync(path, flags)
+    try:
+        fsync_descriptor(fd)
     finally:
         os.close(fd)
 

@@ -19,7 +19,6 @@ too. So does a lone PUT while no other commits (L{LONE_PUTS_ON_THREAD}).
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -34,6 +33,7 @@ from gateway.backends.batches import Outcome, outcome_of
 from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localindex import IndexBusy
 from gateway.backends.locallock import KeyBusy
+from gateway.backends.localsync import NOTHING_TO_SYNC, open_to_sync
 from gateway.model import ObjectInfo
 
 if TYPE_CHECKING:
@@ -53,9 +53,6 @@ LONE_PUTS_ON_THREAD = True
 
 #: A PUT waiting for its commit, and what fires with the outcome.
 _Waiting = Tuple[PendingInstall, "Deferred[ObjectInfo]"]
-
-#: fsync errors that mean there is nothing to make durable (as L{localsync.fsync_directory}).
-_NOTHING_TO_SYNC = (errno.EINVAL, errno.EROFS)
 
 
 class ReactorCommits:
@@ -121,7 +118,7 @@ class ReactorCommits:
                 if isinstance(error, NotSubmitted):
                     self._to_thread(job, done)
                 else:
-                    _discard(job)
+                    localfs.close_and_remove(job.fd, job.temp)
                     done.errback(Failure(error))
             elif self._placeable_now(job):
                 ready.append((job, done))
@@ -208,7 +205,7 @@ class ReactorCommits:
             _answer(placed, {}, None)
             return
         opened: List[Tuple[str, Outcome[int]]] = [
-            (folder, outcome_of(_open, folder, os.O_DIRECTORY)) for folder in folders
+            (folder, outcome_of(open_to_sync, folder, os.O_DIRECTORY)) for folder in folders
         ]
         opened.append(("", outcome_of(self._backend.index.open_log)))
         fds = [fd for _, fd in opened if not isinstance(fd, Failure)]
@@ -234,7 +231,7 @@ class ReactorCommits:
                 continue
             os.close(fd)
             error = next(reported)
-            if error is None or getattr(error, "errno", None) in _NOTHING_TO_SYNC:
+            if error is None or getattr(error, "errno", None) in NOTHING_TO_SYNC:
                 outcomes.append(succeed(None))
             elif not isinstance(error, NotSubmitted):
                 outcomes.append(fail(error))
@@ -252,20 +249,6 @@ class ReactorCommits:
             _answer(placed, failures, log)
 
         return DeferredList(outcomes, consumeErrors=True).addCallback(answer)
-
-
-def _open(path: str, flags: int) -> int:
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
-
-
-def _discard(job: PendingInstall) -> None:
-    """
-    Drop the temporary file of a PUT that failed before it was put in place.
-    """
-    try:
-        os.close(job.fd)
-    finally:
-        localfs.remove_file(job.temp)
 
 
 def _answer(

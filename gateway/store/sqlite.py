@@ -76,12 +76,28 @@ def transaction(connection: sqlite3.Connection, write: bool = True) -> Iterator[
         pass C{False} and then never waits for writers.
     """
     connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    with ending(connection):
+        yield
+
+
+@contextmanager
+def ending(connection: sqlite3.Connection) -> Iterator[None]:
+    """
+    End the transaction C{connection} has begun when the block ends: commit it, or roll it back
+    when the block raises, or when the commit fails and leaves it open (SQLite keeps it for a
+    retry, which would then refuse the connection's next C{BEGIN}).
+    """
     try:
         yield
     except BaseException:
         connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 @implementer(IMetadataStore)

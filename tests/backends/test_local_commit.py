@@ -379,7 +379,7 @@ async def test_dropped_upload_removed_in_a_thread_when_large(
     dropped = small.abort()
     assert dropped.called and calls == []
     await large.abort()
-    assert calls == ["_close_and_remove"]
+    assert calls == ["close_and_remove"]
     assert leftover_temporary_files(root) == []
     assert await names(backend) == ([], [])
 

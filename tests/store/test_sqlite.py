@@ -330,3 +330,24 @@ def test_connection_settings_round_trip_as_json(tmp_path):
     stored = db.execute("SELECT settings FROM connections").fetchone()[0]
     assert stored == '{"path": "/a b/\\u00fc"}'
     db.close()
+
+
+def test_a_failed_commit_leaves_no_transaction_open() -> None:
+    """
+    A COMMIT that fails (here a deferred foreign key) leaves SQLite's transaction open for a
+    retry; L{transaction} rolls it back, so the connection's next transaction can begin.
+    """
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    db.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        with transaction(db):
+            db.execute("INSERT INTO child VALUES (1)")
+    assert not db.in_transaction
+    assert db.execute("SELECT count(*) FROM child").fetchone() == (0,)
+    with transaction(db):
+        db.execute("INSERT INTO parent VALUES (1)")
+    assert db.execute("SELECT count(*) FROM parent").fetchone() == (1,)

@@ -31,6 +31,7 @@ from gateway.s3.auth import authenticate, request_facts
 from gateway.s3.buckets import BucketPolicy
 from gateway.s3.context import OperationContext
 from gateway.s3.errors import S3Error, from_backend_error
+from gateway.s3.hashing import HashingBudget
 from gateway.s3.cors import CorsPolicy
 from gateway.s3.requestids import RequestIds
 from gateway.s3.routing import operation_name, parse_query
@@ -77,6 +78,7 @@ class S3Gateway:
         self._cors = cors
         self._allow_signature_v2 = allow_signature_v2
         self._request_ids = RequestIds()
+        self._hashing_budget = HashingBudget()
         self._handlers: Dict[str, Handler] = self._make_handlers()
 
     def resource(self) -> IResource:
@@ -160,7 +162,8 @@ class S3Gateway:
             )
             entry["access_key_id"] = caller.access_key_id
             context = OperationContext(
-                request, facts, caller, bucket, key, query, reactor=self._clock
+                request, facts, caller, bucket, key, query, reactor=self._clock,
+                hashing_budget=self._hashing_budget,
             )
             if bucket:
                 await self._resolve_bucket(context, operation)

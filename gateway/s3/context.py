@@ -12,6 +12,7 @@ from twisted.web.server import Request
 from gateway.interfaces import IBackend
 from gateway.model import Connection
 from gateway.s3.auth import Caller
+from gateway.s3.hashing import HashingBudget
 from gateway.s3.sigv4 import RequestFacts
 
 
@@ -26,6 +27,7 @@ class OperationContext:
     :ivar connection: the caller's connection for C{bucket}, when it exists.
     :ivar backend: that connection's backend.
     :ivar reactor: the reactor, for work handed to threads (large uploads' hashing).
+    :ivar hashing_budget: the backlog those hashing threads share in this process.
     """
 
     request: Request
@@ -37,6 +39,7 @@ class OperationContext:
     connection: Optional[Connection] = None
     backend: Optional[IBackend] = None
     reactor: Optional[Any] = None
+    hashing_budget: Optional[HashingBudget] = None
 
     def header(self, name: str) -> Optional[str]:
         """

@@ -214,6 +214,7 @@ async def store_body(
             context.caller.payload_hash,
             context.caller.signature,
             reactor=context.reactor,
+            hashing_budget=context.hashing_budget,
         )
         info = await writer.commit(evolve(metadata, etag=digests.md5_hex), condition)
     except BaseException:

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from gateway.http.body import BodyConsumerStopped, IncompleteRequestBody, RequestBody
 from gateway.s3.checksums import BodyDigests
-from gateway.s3.hashing import BackgroundDigests
+from gateway.s3.hashing import BackgroundDigests, HashingBudget
 from gateway.s3.chunked import AwsChunkedDecoder
 from gateway.s3.errors import S3Error
 from gateway.s3.sigv4 import VerifiedSignature
@@ -142,12 +142,15 @@ async def receive_body(
     signature: Optional[VerifiedSignature],
     max_size: int = MAX_PUT_SIZE,
     reactor: Optional[IReactorFromThreads] = None,
+    hashing_budget: Optional[HashingBudget] = None,
 ) -> BodyDigests:
     """
     Stream a request body into C{writer} and check it; the caller commits or aborts the writer.
 
     :param reactor: given, bodies of L{BACKGROUND_HASHING_SIZE} or more are hashed on a thread
         beside the reactor (L{gateway.s3.hashing}).
+    :param hashing_budget: the backlog budget such a thread shares with the process's other
+        uploads.
     :return: the digests of the payload, all verified.
     :raise S3Error: IncompleteBody when the client went away or sent less than it declared,
         or whatever the checks found.
@@ -162,7 +165,7 @@ async def receive_body(
     decoder = make_decoder(headers, payload_hash, signature)
     digests = BodyDigests(headers, payload_hash)
     background = (
-        BackgroundDigests(digests, reactor)
+        BackgroundDigests(digests, reactor, hashing_budget)
         if reactor is not None and (body.length or 0) >= BACKGROUND_HASHING_SIZE
         else None
     )

@@ -31,7 +31,15 @@ from gateway.http.body import (
     IncompleteRequestBody,
     RequestBody,
 )
-from gateway.http.streaming import StreamingChannel, StreamingRequest, StreamingSite
+from gateway.http.streaming import (
+    LARGE_BODY_SIZE,
+    LARGE_READ_SIZE,
+    LARGE_READERS,
+    READ_SIZE,
+    StreamingChannel,
+    StreamingRequest,
+    StreamingSite,
+)
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -1246,3 +1254,84 @@ def test_channel_asks_the_transport_for_its_address_once(connection: Connection)
     connection.feed(head(b"GET", b"/one"), head(b"GET", b"/two"))
     assert len(final_responses(connection.transport)) == 2
     assert len(calls) == 1
+
+
+# (k) the read size of large bodies.
+
+
+class ReadingTransport(StringTransport):
+    """
+    A L{StringTransport} with a read size, as Twisted's TCP transports have.
+    """
+
+    bufferSize = 64 * 1024
+
+
+@pytest.fixture
+def site() -> StreamingSite:
+    return StreamingSite(BodyResource(), reactor=MemoryReactorClock())
+
+
+def connect(site: StreamingSite) -> Connection:
+    protocol = site.buildProtocol(None)
+    transport = ReadingTransport()
+    protocol.makeConnection(transport)
+    return Connection(site.resource, protocol, transport)  # type: ignore[arg-type]
+
+
+def test_a_large_body_is_read_in_large_reads_until_it_is_in(site: StreamingSite) -> None:
+    connection = connect(site)
+    assert connection.transport.bufferSize == READ_SIZE
+    connection.feed(head(b"PUT", b"/deliver", length=LARGE_BODY_SIZE - 1), b"x" * 10)
+    assert connection.transport.bufferSize == READ_SIZE
+    connection.feed(b"x" * (LARGE_BODY_SIZE - 11))
+    connection.feed(head(b"PUT", b"/deliver", length=LARGE_BODY_SIZE), b"x" * 10)
+    assert connection.transport.bufferSize == LARGE_READ_SIZE
+    assert site.large_readers == 1
+    connection.feed(b"x" * (LARGE_BODY_SIZE - 10))
+    assert connection.transport.bufferSize == READ_SIZE
+    assert site.large_readers == 0
+    assert [r.status for r in final_responses(connection.transport)] == [200, 200]
+
+
+def test_only_so_many_bodies_read_in_large_reads_at_once(site: StreamingSite) -> None:
+    """
+    Past L{LARGE_READERS} bodies, the next reads in L{READ_SIZE} until one of them is in.
+    """
+    connections = [connect(site) for _ in range(LARGE_READERS + 1)]
+    for connection in connections:
+        connection.feed(head(b"PUT", b"/deliver", length=LARGE_BODY_SIZE))
+    sizes = [c.transport.bufferSize for c in connections]
+    assert sizes == [LARGE_READ_SIZE] * LARGE_READERS + [READ_SIZE]
+    assert site.large_readers == LARGE_READERS
+    connections[0].feed(b"x" * LARGE_BODY_SIZE)
+    assert site.large_readers == LARGE_READERS - 1
+    later = connect(site)
+    later.feed(head(b"PUT", b"/deliver", length=LARGE_BODY_SIZE))
+    assert later.transport.bufferSize == LARGE_READ_SIZE
+
+
+def test_a_lost_connection_gives_its_large_reads_back(site: StreamingSite) -> None:
+    connection = connect(site)
+    connection.feed(head(b"PUT", b"/deliver", length=LARGE_BODY_SIZE), b"x" * 100)
+    assert site.large_readers == 1
+    connection.protocol.connectionLost(Failure(ConnectionLost("gone")))
+    assert site.large_readers == 0
+
+
+def test_an_early_answer_gives_the_large_reads_back(site: StreamingSite) -> None:
+    """
+    Answered before its body came, a request gives its large reads back when done with: at
+    once on a connection that closes, once the rest of the body is drained on one kept open.
+    """
+    closing = connect(site)
+    closing.feed(head(b"PUT", b"/refuse", length=LARGE_BODY_SIZE, extra=(b"Connection: close",)))
+    assert closing.transport.disconnecting
+    assert site.large_readers == 0
+    kept = connect(site)
+    kept.feed(head(b"PUT", b"/refuse", length=LARGE_BODY_SIZE), b"x" * 100)
+    assert [r.status for r in final_responses(kept.transport)] == [403]
+    assert site.large_readers == 1
+    kept.feed(b"x" * (LARGE_BODY_SIZE - 100))
+    assert site.large_readers == 0
+    assert kept.transport.bufferSize == READ_SIZE

@@ -170,6 +170,23 @@ def test_targets_give_the_ratio_round_by_round_and_say_when_rounds_disagree() ->
     assert get.verdict == "met (1.90 against 1 needed)"
 
 
+def test_the_big_put_is_held_to_the_md5_measured_just_before_it() -> None:
+    """
+    When MD5 was measured beside each of the gateway's PUTs, the target pairs each PUT with its
+    own MD5 figure rather than with the one from the start of the run.
+    """
+    results = Results(metrics=Suite.metrics(_FakeSuite()), servers=["gateway"])
+    for put, md5 in ((600.0, 700.0), (800.0, 1000.0), (750.0, 900.0)):
+        results.add("put_big_1", "gateway", put)
+        results.add("md5_beside", "gateway", md5)
+    checks = {check.text: check for check in targets(results, 2000.0, "gateway", "gateway-auto")}
+    big_put = checks["1 GiB PUT, one stream: at least 0.8 of hashlib.md5 alone"]
+    assert big_put.ratio == pytest.approx(750 / 900)
+    assert big_put.rounds == pytest.approx([600 / 700, 0.8, 750 / 900])
+    assert big_put.verdict == "met (0.83 against 0.8 needed; round by round 0.80 to 0.86)"
+    assert "900 MB/s just before each of its PUTs (2,000 MB/s at the start" in big_put.detail
+
+
 class _FakeSuite:
     sizes = dataset.Sizes()
     streams = 8

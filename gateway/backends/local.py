@@ -149,7 +149,9 @@ class LocalBackend:
         )
         #: Replaced large objects being removed after their write was answered.
         self.retirements = Retirements(
-            self._run, lambda *call: self._reactor.callFromThread(*call)
+            self._run,
+            lambda *call: self._reactor.callFromThread(*call),
+            lambda *call: self._reactor.callLater(*call),
         )
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
@@ -501,6 +503,7 @@ class LocalBackend:
                 nonlocal renamed, retired
                 replaced = localfs.check_clash(root, segments, False, key)
                 retired = localretire.set_aside(root, path, replaced)
+                held = localretire.hold(path, replaced) if retired is None else None
                 try:
                     # The index lock makes the rename and the new row one step for the readers
                     # that remember MD5s of files changed by other means (ObjectIndex.file_info);
@@ -514,6 +517,11 @@ class LocalBackend:
                         # The old object is still in place: drop its second name at once.
                         localfs.remove_file(retired)
                         retired = None
+                    if held is not None and renamed:
+                        # The old file is freed by this close, in a thread.
+                        self.retirements.close_later(held)
+                    elif held is not None:
+                        os.close(held)
 
             localfs.check_clash(root, segments, False, key)
             try:

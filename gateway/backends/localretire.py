@@ -10,6 +10,16 @@ only drops its first name, and the file is removed for good in a thread after th
 large object deleted is moved there in the same way (a rename), and so are the parts of a
 multipart upload once it is completed or aborted.
 
+A small old object is not worth a second name, but its freeing can still be dear: on the
+benchmark machine's disk (ext4 without a journal, mounted with ``discard``) a rename over a 4 KiB
+file took 80-98 microseconds, against 11 over a file held open elsewhere, since the freed blocks
+are discarded before the rename returns. So a write first takes a hold on the small file it
+replaces (L{hold}: an ``O_PATH`` descriptor, 2 microseconds), and the rename leaves an open file
+without a name; the descriptor is closed in a thread (L{Retirements.close_later}), and that close
+frees it. A hand-over to a thread costs more than the free it moves where the disk waits less, so
+the descriptors are closed together, up to L{CLOSE_DELAY} after the first or once
+L{CLOSE_BATCH} of them are held: a replaced file's space comes back that much later.
+
 Only the gateway reaches that folder, and no listing shows it. A crash between the two steps
 leaves a file there; at its first upload to the bucket each process empties the folder, and
 removes the temporary files that a crash left (L{sweep_now}). An old object that cannot take a
@@ -22,8 +32,9 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 import time
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -39,6 +50,12 @@ STALE_TEMPORARY_AGE = 24 * 3600
 #: below it, freeing one costs less than the hand-over (about 0.2 ms per MiB freed, against some
 #: 50 microseconds).
 RETIRE_SIZE = 4 * 1024 * 1024
+
+#: The longest a replaced small file stays held (L{hold}) before it is closed in a thread.
+CLOSE_DELAY = 0.05
+
+#: How many held files are closed at once, without waiting for L{CLOSE_DELAY}.
+CLOSE_BATCH = 64
 
 _log = Logger()
 
@@ -95,6 +112,40 @@ def set_aside(root: str, path: str, replaced: Optional[os.stat_result]) -> Optio
     if not _retirable(found):
         return None
     return _into_retired(root, lambda name: os.link(path, name, follow_symlinks=False))
+
+
+def hold(path: str, replaced: Optional[os.stat_result]) -> Optional[int]:
+    """
+    A descriptor that keeps the file at C{path} in being once a rename has replaced it, so that
+    the rename does not free it (L{Retirements.close_later} does); does not block.
+
+    :param replaced: what a C{stat} of C{path} gave just before (L{localfs.check_clash}).
+    :return: the descriptor (``O_PATH``: it opens nothing for reading), or C{None} when there is
+        nothing to hold: no file, one that another name keeps, one set aside
+        (L{set_aside}), or a system without ``O_PATH``.
+    """
+    if (
+        replaced is None
+        or replaced.st_size >= RETIRE_SIZE
+        or replaced.st_nlink != 1
+        or not stat.S_ISREG(replaced.st_mode)
+    ):
+        return None
+    try:
+        return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return None
+
+
+def close_all(descriptors: Sequence[int]) -> None:
+    """
+    Close C{descriptors}, freeing the replaced files they held (L{hold}); blocks.
+    """
+    for descriptor in descriptors:
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
 
 
 def move_aside(root: str, path: str, found: os.stat_result) -> Optional[str]:
@@ -158,17 +209,23 @@ class Retirements:
 
     :param run: runs a blocking function in the backend's thread pool, from the reactor thread.
     :param call_from_thread: hands a call to the reactor thread (C{reactor.callFromThread}).
+    :param call_later: schedules a call on the reactor thread (C{reactor.callLater}); without
+        it, held files are closed as soon as the reactor turns.
     """
 
     def __init__(
         self,
         run: Callable[..., "Deferred[None]"],
         call_from_thread: Callable[..., None],
+        call_later: Optional[Callable[..., object]] = None,
     ) -> None:
         self._run = run
         self._call_from_thread = call_from_thread
+        self._call_later = call_later
         self.pending: Set["Deferred[None]"] = set()
         self._swept: Set[str] = set()
+        self._to_close: List[int] = []
+        self._to_close_lock = threading.Lock()
 
     def sweep(self, root: str, temporary_folder: str) -> None:
         """
@@ -185,7 +242,33 @@ class Retirements:
         """
         self._call_from_thread(self._start, remove, name)
 
-    def _start(self, function: Callable[..., None], *args: str) -> None:
+    def close_later(self, descriptor: int) -> None:
+        """
+        Close C{descriptor} (from L{hold}) in a thread, without waiting, with the others held
+        by then: L{CLOSE_DELAY} after the first, or at once when L{CLOSE_BATCH} are held.
+        Callable from any thread.
+        """
+        with self._to_close_lock:
+            self._to_close.append(descriptor)
+            held = len(self._to_close)
+        if held == 1:
+            self._call_from_thread(self._close_in_a_while)
+        elif held == CLOSE_BATCH:
+            self._call_from_thread(self._close_queued)
+
+    def _close_in_a_while(self) -> None:
+        if self._call_later is None:
+            self._close_queued()
+        else:
+            self._call_later(CLOSE_DELAY, self._close_queued)
+
+    def _close_queued(self) -> None:
+        with self._to_close_lock:
+            descriptors, self._to_close = self._to_close, []
+        if descriptors:
+            self._start(close_all, descriptors)
+
+    def _start(self, function: Callable[..., None], *args: object) -> None:
         removal = self._run(function, *args)
         self.pending.add(removal)
 
@@ -199,6 +282,8 @@ class Retirements:
 
     def wait(self) -> "Deferred[List[Tuple[bool, None]]]":
         """
-        Fires once every removal started so far has ended.
+        Fires once every removal started so far, and every close asked for, has ended; call it
+        on the reactor thread.
         """
+        self._close_queued()
         return DeferredList(list(self.pending), consumeErrors=True)

@@ -1,6 +1,7 @@
 """
 A large object replaced by a write, or deleted, is freed after the answer, from its name in
-``.s3gateway/retired`` (L{gateway.backends.localretire}); anything else is freed at once.
+``.s3gateway/retired`` (L{gateway.backends.localretire}); a small one replaced is held open across
+the rename and freed when that hold is closed, in a thread.
 """
 
 from __future__ import annotations
@@ -73,14 +74,111 @@ async def test_large_object_freed_after_the_answer(
     assert leftover_temporary_files(root) == []
 
 
+def held_deleted(path: Path) -> List[str]:
+    """
+    This process's descriptors that still hold a file once named C{path}, now without a name.
+    """
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == f"{path} (deleted)":
+            found.append(fd)
+    return found
+
+
 @pytest_twisted.ensureDeferred
-async def test_small_object_freed_by_the_rename(backend: LocalBackend, root: Path) -> None:
+async def test_small_object_held_by_the_rename_and_closed_after(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A small object replaced is not set aside: the write holds it open across the rename, so
+    that the rename does not free it, and it is freed when that hold is closed, in a thread.
+    """
+    # Long enough that the hold is still there when looked for: waiting closes it.
+    monkeypatch.setattr(localretire, "CLOSE_DELAY", 30.0)
     seen = watch_removals(backend)
+    closes: List[Tuple[int, int]] = []
+    close_later = backend.retirements.close_later
+
+    def watching(descriptor: int) -> None:
+        found = os.fstat(descriptor)
+        closes.append((found.st_ino, found.st_nlink))
+        close_later(descriptor)
+
+    backend.retirements.close_later = watching  # type: ignore[method-assign]
     await put(backend, "k", b"small")
+    assert closes == []
+    old_inode = os.stat(root / "k").st_ino
     await put(backend, "k", b"smaller")
+    assert closes == [(old_inode, 0)]
+    assert held_deleted(root / "k") != []
+    await backend.retirements.wait()
+    assert held_deleted(root / "k") == []
     assert seen == []
     assert retired(root) == []
     assert await get(backend, "k") == b"smaller"
+
+
+def test_only_a_small_plain_file_with_one_name_is_held(tmp_path: Path) -> None:
+    small, large, linked = tmp_path / "small", tmp_path / "large", tmp_path / "linked"
+    small.write_bytes(b"x")
+    large.write_bytes(b"x" * localretire.RETIRE_SIZE)
+    linked.write_bytes(b"x")
+    os.link(linked, tmp_path / "other name")
+    descriptor = localretire.hold(str(small), os.stat(small))
+    assert descriptor is not None
+    try:
+        assert os.fstat(descriptor).st_ino == os.stat(small).st_ino
+    finally:
+        os.close(descriptor)
+    assert localretire.hold(str(tmp_path / "none"), None) is None
+    assert localretire.hold(str(large), os.stat(large)) is None
+    assert localretire.hold(str(linked), os.stat(linked)) is None
+    assert localretire.hold(str(tmp_path), os.stat(tmp_path)) is None
+
+
+def test_held_files_are_closed_together(tmp_path: Path) -> None:
+    """
+    The held files are closed in one hand-over: L{localretire.CLOSE_DELAY} after the first, at
+    once when L{localretire.CLOSE_BATCH} are held, or when the backend waits for its removals.
+    """
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    batches: List[List[int]] = []
+
+    def run(function, *args):  # type: ignore[no-untyped-def]
+        if function is localretire.close_all:
+            batches.append(list(args[0]))
+        function(*args)
+        return succeed(None)
+
+    retirements = localretire.Retirements(run, lambda f, *a: f(*a), clock.callLater)
+    (tmp_path / "f").write_bytes(b"x")
+
+    def opened() -> int:
+        return os.open(tmp_path / "f", os.O_RDONLY)
+
+    first = [opened(), opened()]
+    for descriptor in first:
+        retirements.close_later(descriptor)
+    assert batches == []
+    clock.advance(localretire.CLOSE_DELAY)
+    assert batches == [first]
+    full = [opened() for _ in range(localretire.CLOSE_BATCH)]
+    for descriptor in full:
+        retirements.close_later(descriptor)
+    assert batches == [first, full]
+    last = [opened()]
+    retirements.close_later(last[0])
+    retirements.wait()
+    assert batches == [first, full, last]
+    clock.advance(localretire.CLOSE_DELAY)
+    assert batches == [first, full, last]
 
 
 @pytest_twisted.ensureDeferred

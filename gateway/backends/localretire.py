@@ -67,10 +67,15 @@ def retired_folder(root: str) -> str:
     return os.path.join(root, RESERVED, "retired")
 
 
+def _freed_with_its_name(found: os.stat_result) -> bool:
+    # A plain file whose only name is the one a write or delete takes away: taking that name
+    # frees it.
+    return stat.S_ISREG(found.st_mode) and found.st_nlink == 1
+
+
 def _retirable(found: os.stat_result) -> bool:
-    # A plain file whose only name is the one a write or delete takes away: freeing it is then
-    # what the request would wait for.
-    return stat.S_ISREG(found.st_mode) and found.st_nlink == 1 and found.st_size >= RETIRE_SIZE
+    # Large, and freed with its name: freeing it is then what the request would wait for.
+    return _freed_with_its_name(found) and found.st_size >= RETIRE_SIZE
 
 
 def _into_retired(root: str, name_it: Callable[[str], None]) -> Optional[str]:
@@ -124,12 +129,7 @@ def hold(path: str, replaced: Optional[os.stat_result]) -> Optional[int]:
         nothing to hold: no file, one that another name keeps, one set aside
         (L{set_aside}), or a system without ``O_PATH``.
     """
-    if (
-        replaced is None
-        or replaced.st_size >= RETIRE_SIZE
-        or replaced.st_nlink != 1
-        or not stat.S_ISREG(replaced.st_mode)
-    ):
+    if replaced is None or replaced.st_size >= RETIRE_SIZE or not _freed_with_its_name(replaced):
         return None
     try:
         return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -209,15 +209,14 @@ class Retirements:
 
     :param run: runs a blocking function in the backend's thread pool, from the reactor thread.
     :param call_from_thread: hands a call to the reactor thread (C{reactor.callFromThread}).
-    :param call_later: schedules a call on the reactor thread (C{reactor.callLater}); without
-        it, held files are closed as soon as the reactor turns.
+    :param call_later: schedules a call on the reactor thread (C{reactor.callLater}).
     """
 
     def __init__(
         self,
         run: Callable[..., "Deferred[None]"],
         call_from_thread: Callable[..., None],
-        call_later: Optional[Callable[..., object]] = None,
+        call_later: Callable[..., object],
     ) -> None:
         self._run = run
         self._call_from_thread = call_from_thread
@@ -252,15 +251,9 @@ class Retirements:
             self._to_close.append(descriptor)
             held = len(self._to_close)
         if held == 1:
-            self._call_from_thread(self._close_in_a_while)
+            self._call_from_thread(self._call_later, CLOSE_DELAY, self._close_queued)
         elif held == CLOSE_BATCH:
             self._call_from_thread(self._close_queued)
-
-    def _close_in_a_while(self) -> None:
-        if self._call_later is None:
-            self._close_queued()
-        else:
-            self._call_later(CLOSE_DELAY, self._close_queued)
 
     def _close_queued(self) -> None:
         with self._to_close_lock:

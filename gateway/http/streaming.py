@@ -271,8 +271,8 @@ READ_SIZE = 256 * 1024
 #: peak of 138-148 MB, against 85-89 MB in quarter-mebibyte reads.
 LARGE_READ_SIZE = 1024 * 1024
 
-#: The smallest body read in L{LARGE_READ_SIZE} bytes: the size from which uploads are hashed on
-#: a thread of their own (L{gateway.s3.upload.BACKGROUND_HASHING_SIZE}).
+#: The smallest body read in L{LARGE_READ_SIZE} bytes; also the size from which uploads are
+#: hashed on a thread of their own (L{gateway.s3.upload.BACKGROUND_HASHING_SIZE}).
 LARGE_BODY_SIZE = 4 * 1024 * 1024
 
 #: How many bodies of one site may read L{LARGE_READ_SIZE} bytes at once.

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IConsumer, IProducer, IReactorFromThread
 from zope.interface import implementer
 
 from gateway.http.body import BodyConsumerStopped, IncompleteRequestBody, RequestBody
+from gateway.http.streaming import LARGE_BODY_SIZE
 from gateway.s3.checksums import BodyDigests
 from gateway.s3.hashing import BackgroundDigests, HashingBudget
 from gateway.s3.chunked import AwsChunkedDecoder
@@ -26,8 +27,8 @@ from gateway.s3.errors import S3Error
 from gateway.s3.sigv4 import VerifiedSignature
 
 #: Bodies at least this long are hashed on a thread of their own; for smaller ones the thread
-#: would cost more than it saves.
-BACKGROUND_HASHING_SIZE = 4 * 1024 * 1024
+#: would cost more than it saves. The same size as the bodies the channel reads in large reads.
+BACKGROUND_HASHING_SIZE = LARGE_BODY_SIZE
 
 #: The largest object a single PUT may carry, as in S3.
 MAX_PUT_SIZE = 5 * 1024**3

@@ -73,6 +73,7 @@ from gateway.backends.locallock import KeyBusy, locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
 from gateway.backends.localretire import Retirements
 from gateway.backends.localsync import SharedSyncs
+from gateway.backends.localspare import SpareFiles
 from gateway.backends.localtemp import TemporaryFiles
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.pagecache import PageCacheProbe
@@ -156,6 +157,8 @@ class LocalBackend:
         #: The root's device and inode, and its resolved path (see L{real_root}).
         self._resolved: Optional[Tuple[Tuple[int, int], str]] = None
         self._temporary_files = TemporaryFiles()
+        #: Replaced small objects kept for later uploads to write into.
+        self.spares = SpareFiles()
         self._link_free = LinkFreeOpener.here(READ_FLAGS)
         probe = PageCacheProbe()
         #: Bodies not in the page cache are read in a thread (where the kernel can tell).
@@ -370,7 +373,7 @@ class LocalBackend:
             lambda fd, temp, metadata, condition: self._commit_put(
                 PendingInstall(key, fd, temp, metadata, condition)
             ),
-            lambda: self.temp_file(root),
+            lambda: self.upload_file(root),
         )
 
     def _commit_put(self, job: PendingInstall) -> "Deferred[ObjectInfo]":
@@ -405,6 +408,15 @@ class LocalBackend:
         folder = os.path.join(root, RESERVED, "tmp")
         self.retirements.sweep(root, folder)
         return self._temporary_files.new(folder)
+
+    def upload_file(self, root: str) -> Tuple[int, str, int]:
+        """
+        L{temp_file} for an upload's body, which may be a spare file
+        (L{gateway.backends.localspare}): also the bytes of old content the writer must cut off.
+        """
+        folder = os.path.join(root, RESERVED, "tmp")
+        self.retirements.sweep(root, folder)
+        return self._temporary_files.new_or_spare(folder, self.spares)
 
     def check(
         self, condition: Optional[WriteCondition], key: str, path: str, folder: bool
@@ -503,7 +515,11 @@ class LocalBackend:
                 nonlocal renamed, retired
                 replaced = localfs.check_clash(root, segments, False, key)
                 retired = localretire.set_aside(root, path, replaced)
-                held = localretire.hold(path, replaced) if retired is None else None
+                spare = self.spares.keep(root, path, replaced) if retired is None else None
+                held = (
+                    localretire.hold(path, replaced) if retired is None and spare is None
+                    else None
+                )
                 try:
                     # The index lock makes the rename and the new row one step for the readers
                     # that remember MD5s of files changed by other means (ObjectIndex.file_info);
@@ -522,6 +538,10 @@ class LocalBackend:
                         self.retirements.close_later(held)
                     elif held is not None:
                         os.close(held)
+                    if spare is not None and renamed:
+                        self.spares.add(spare)
+                    elif spare is not None:
+                        localfs.remove_file(spare)
 
             localfs.check_clash(root, segments, False, key)
             try:

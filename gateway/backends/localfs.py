@@ -229,7 +229,9 @@ class LocalWriter:
     :param commit_file: C{commit_file(fd, temp, metadata, condition)}: puts the temporary file
         in place (or removes it, whatever happens: a write whose condition failed is aborted);
         fires with the new object's info. A folder marker's has no file (C{-1} and C{""}).
-    :param open_temp: makes a new temporary file: its descriptor and path.
+    :param open_temp: makes a new temporary file: its descriptor, its path, and how many bytes
+        it holds already (a spare file's old content, L{gateway.backends.localspare}), which are
+        overwritten by the body and cut off past its end before the commit.
     """
 
     def __init__(
@@ -238,7 +240,7 @@ class LocalWriter:
         commit_file: Callable[
             [int, str, WriteMetadata, Optional[WriteCondition]], "Deferred[ObjectInfo]"
         ],
-        open_temp: Optional[Callable[[], Tuple[int, str]]] = None,
+        open_temp: Optional[Callable[[], Tuple[int, str, int]]] = None,
     ) -> None:
         self.producer: Optional[IPushProducer] = None
         self._run = run
@@ -252,6 +254,8 @@ class LocalWriter:
         #: The end of the blocks reserved ahead (from the first step on: a body smaller than a
         #: step reserves nothing).
         self._reserved = 0
+        #: The size of a spare file's old content: what is left of it past the body is cut off.
+        self._stale = 0
         self._reserving = True
         self._open = True
         self._error: Optional[Exception] = None
@@ -271,7 +275,7 @@ class LocalWriter:
             return
         try:
             if self._fd < 0:
-                self._fd, self._temp = self._open_temp()
+                self._fd, self._temp, self._stale = self._open_temp()
             write_all(self._fd, data)
             self._written += len(data)
             if self._written - self._flushed >= WRITEBACK_STEP:
@@ -323,9 +327,15 @@ class LocalWriter:
         if self._fd < 0 and self._open_temp is not None:
             # An empty body: its (empty) temporary file, made as a first write would.
             try:
-                self._fd, self._temp = self._open_temp()
+                self._fd, self._temp, self._stale = self._open_temp()
             except OSError:
                 return fail()
+        if self._stale > self._written:
+            try:
+                os.ftruncate(self._fd, self._written)
+            except OSError:
+                failed = fail()
+                return self._discard().addCallback(lambda _: failed)
         fd, temp = self._fd, self._temp
         self._fd = -1
         if self._reserved <= self._written:

@@ -87,7 +87,7 @@ def start_part_write(backend: "LocalBackend", upload_id: str, part_number: int) 
         lambda fd, temp, metadata, condition: backend._run(
             store_part, backend, root, upload_id, folder, part_number, fd, temp, metadata.etag
         ),
-        lambda: backend.temp_file(root),
+        lambda: backend.upload_file(root),
     )
 
 

@@ -21,6 +21,10 @@ of test files, an old dataset) are the groups full of recently freed ones. With 
 creation then still took 130-206 us in some runs, depending on where the folders landed; with
 256, each taking a sixteenth of the load, 14-54 us in every run (five runs alternating 16, 64
 and 256 folders, 10,000 creations and overwrites a round, on a disk churned by earlier runs).
+
+An upload's body need not go into a new file at all: a small object that a write replaced may
+be written again (L{TemporaryFiles.new_or_spare}, L{gateway.backends.localspare}), which makes
+no inode.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ import itertools
 import os
 import secrets
 import struct
-from typing import Iterator, List, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Tuple
+
+if TYPE_CHECKING:
+    from gateway.backends.localspare import SpareFiles
 
 #: How many folders the temporary files are spread over.
 TEMPORARY_FOLDERS = 256
@@ -87,6 +94,18 @@ class TemporaryFiles:
             # The subfolder's first file (folders are made once, not checked each time).
             make_subfolder(folder, subfolder)
             return os.open(path, flags, 0o644), path
+
+    def new_or_spare(self, folder: str, spares: "SpareFiles") -> Tuple[int, str, int]:
+        """
+        L{new}, or one of C{spares} if there is one to take: its descriptor, its path, and the
+        bytes of old content it holds (0 for a new file), which the writer must cut off.
+        """
+        path = os.path.join(folder, secrets.token_hex(16))
+        taken = spares.take(path)
+        if taken is not None:
+            return taken[0], path, taken[1]
+        fd, path = self.new(folder)
+        return fd, path, 0
 
 
 def make_subfolder(folder: str, subfolder: str) -> None:

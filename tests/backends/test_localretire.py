@@ -1,7 +1,8 @@
 """
 A large object replaced by a write, or deleted, is freed after the answer, from its name in
-``.s3gateway/retired`` (L{gateway.backends.localretire}); a small one replaced is held open across
-the rename and freed when that hold is closed, in a thread.
+``.s3gateway/retired`` (L{gateway.backends.localretire}); a small one replaced, unless kept as a
+spare file (L{gateway.backends.localspare}), is held open across the rename and freed when that
+hold is closed, in a thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import List, Tuple
 import pytest
 import pytest_twisted
 
-from gateway.backends import localretire
+from gateway.backends import localretire, localspare
 from gateway.backends.local import LocalBackend
 from gateway.model import WriteMetadata
 from tests.backends.contract_writes import write_parts
@@ -94,9 +95,11 @@ async def test_small_object_held_by_the_rename_and_closed_after(
     backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
-    A small object replaced is not set aside: the write holds it open across the rename, so
-    that the rename does not free it, and it is freed when that hold is closed, in a thread.
+    A small object replaced and not kept as a spare file (the process keeps enough of those) is
+    not set aside: the write holds it open across the rename, so that the rename does not free
+    it, and it is freed when that hold is closed, in a thread.
     """
+    monkeypatch.setattr(localspare, "SPARE_COUNT", 0)
     # Long enough that the hold is still there when looked for: waiting closes it.
     monkeypatch.setattr(localretire, "CLOSE_DELAY", 30.0)
     seen = watch_removals(backend)

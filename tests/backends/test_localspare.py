@@ -1,0 +1,229 @@
+"""
+A small object replaced by a write is kept as a spare file, and a later upload writes into it
+(L{gateway.backends.localspare}), unless someone may still read it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import List
+
+import pytest
+import pytest_twisted
+
+from gateway.backends import localretire, localspare
+from gateway.backends.local import LocalBackend
+from gateway.backends.localspare import SpareFiles, spare_folder
+from tests.backends.support import get, leftover_temporary_files, put
+from tests.backends.test_local import backend, root  # noqa: F401 (fixtures)
+
+
+def spares(root: Path) -> List[Path]:
+    folder = Path(spare_folder(str(root)))
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+async def replaced(backend: LocalBackend, root: Path, key: str, old: bytes) -> int:
+    """
+    Put C{old} under C{key}, then replace it: the inode of C{old}, now a spare file.
+    """
+    await put(backend, key, old)
+    inode = os.stat(root / key).st_ino
+    await put(backend, key, b"the new version of " + key.encode())
+    return inode
+
+
+@pytest_twisted.ensureDeferred
+async def test_replaced_small_object_becomes_a_spare_file(
+    backend: LocalBackend, root: Path
+) -> None:
+    old = await replaced(backend, root, "k", b"the old version")
+    (spare,) = spares(root)
+    found = os.stat(spare)
+    assert (found.st_ino, found.st_nlink) == (old, 1)
+    assert spare.read_bytes() == b"the old version"
+    assert len(backend.spares) == 1
+    assert await get(backend, "k") == b"the new version of k"
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("body", [b"short", b"exactly fifteen", b"longer than the old version was"])
+async def test_upload_writes_into_a_spare_file(
+    backend: LocalBackend, root: Path, body: bytes
+) -> None:
+    """
+    The next upload takes the spare file's inode, and the object holds its body and nothing of
+    the old content, whether the body is shorter, as long or longer.
+    """
+    old = await replaced(backend, root, "k", b"the old version")
+    info = await put(backend, "other", body)
+    assert os.stat(root / "other").st_ino == old
+    assert await get(backend, "other") == body
+    assert (root / "other").read_bytes() == body
+    assert info.size == len(body)
+    assert spares(root) == [] and len(backend.spares) == 0
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_empty_upload_into_a_spare_file(backend: LocalBackend, root: Path) -> None:
+    old = await replaced(backend, root, "k", b"the old version")
+    await put(backend, "empty", b"")
+    assert os.stat(root / "empty").st_ino == old
+    assert (root / "empty").read_bytes() == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_spare_file_still_read_is_not_written(backend: LocalBackend, root: Path) -> None:
+    """
+    A reader that opened the old object before it was replaced keeps reading the old bytes: the
+    upload that takes that spare file finds it open, removes it and makes a new file.
+    """
+    await put(backend, "k", b"the old version")
+    reader = os.open(root / "k", os.O_RDONLY)
+    try:
+        old = os.fstat(reader).st_ino
+        await put(backend, "k", b"the new version")
+        assert [os.stat(p).st_ino for p in spares(root)] == [old]
+        await put(backend, "other", b"a body that must not land in the old file")
+        assert os.stat(root / "other").st_ino != old
+        assert os.pread(reader, 100, 0) == b"the old version"
+        assert spares(root) == [] and len(backend.spares) == 0
+        assert backend.spares.enabled
+    finally:
+        os.close(reader)
+    assert await get(backend, "other") == b"a body that must not land in the old file"
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_spare_file_with_another_name_is_not_written(
+    backend: LocalBackend, root: Path, tmp_path: Path
+) -> None:
+    await replaced(backend, root, "k", b"the old version")
+    (spare,) = spares(root)
+    os.link(spare, tmp_path / "elsewhere")
+    await put(backend, "other", b"the body")
+    assert (tmp_path / "elsewhere").read_bytes() == b"the old version"
+    assert await get(backend, "other") == b"the body"
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_spare_file_swept_away_is_skipped(backend: LocalBackend, root: Path) -> None:
+    await replaced(backend, root, "k", b"the old version")
+    (spare,) = spares(root)
+    os.unlink(spare)
+    await put(backend, "other", b"the body")
+    assert await get(backend, "other") == b"the body"
+    assert len(backend.spares) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_or_linked_object_is_not_kept(
+    backend: LocalBackend, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Only a plain file with one name, of at most L{localspare.SPARE_SIZE} bytes, is kept.
+    """
+    monkeypatch.setattr(localspare, "SPARE_SIZE", 100)
+    await replaced(backend, root, "exactly", b"x" * 100)
+    assert len(spares(root)) == 1
+    await put(backend, "taker", b"takes the spare")
+    assert spares(root) == []
+    await replaced(backend, root, "large", b"x" * 101)
+    await put(backend, "linked", b"linked")
+    os.link(root / "linked", tmp_path / "other name")
+    await put(backend, "linked", b"replaced")
+    assert spares(root) == []
+    assert (tmp_path / "other name").read_bytes() == b"linked"
+    assert await get(backend, "large") == b"the new version of large"
+
+
+def test_at_most_spare_count_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(localspare, "SPARE_COUNT", 2)
+    files = SpareFiles()
+    for n in range(3):
+        path = tmp_path / str(n)
+        path.write_bytes(b"x")
+        name = files.keep(str(tmp_path), str(path), os.stat(path))
+        if n < 2:
+            assert name is not None
+            files.add(name)
+        else:
+            assert name is None
+    assert len(files) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_leases_no_spare_is_written_or_kept(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Where the kernel grants no lease, nothing tells whether a spare file is still read: none is
+    written, and the process stops keeping them.
+    """
+    old = await replaced(backend, root, "k", b"the old version")
+
+    def refused(fd: int, command: int, argument: int = 0) -> int:
+        raise OSError(errno.EINVAL, "no leases here")
+
+    monkeypatch.setattr(localspare.fcntl, "fcntl", refused)
+    await put(backend, "other", b"the body")
+    assert os.stat(root / "other").st_ino != old
+    assert not backend.spares.enabled
+    await put(backend, "other", b"again")
+    assert spares(root) == [] and len(backend.spares) == 0
+    assert await get(backend, "other") == b"again"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_cut_fails_the_upload(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    If the old content past the body cannot be cut off, the upload fails and stores nothing.
+    """
+    await replaced(backend, root, "k", b"the old version, long")
+    await put(backend, "other", b"before")
+
+    def failing(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "cannot cut")
+
+    await replaced(backend, root, "k2", b"another old version, long")
+    monkeypatch.setattr(os, "ftruncate", failing)
+    with pytest.raises(OSError):
+        await put(backend, "other", b"short")
+    monkeypatch.undo()
+    assert await get(backend, "other") == b"before"
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_aborted_upload_into_a_spare_file(backend: LocalBackend, root: Path) -> None:
+    await replaced(backend, root, "k", b"the old version")
+    writer = await backend.start_write("other")
+    writer.write(b"part of a body")
+    await writer.abort()
+    assert not (root / "other").exists()
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_sweep_empties_the_spare_folder(backend: LocalBackend, root: Path) -> None:
+    await replaced(backend, root, "k", b"the old version")
+    assert spares(root) != []
+    localretire.sweep_now(str(root), str(root / ".s3gateway" / "tmp"))
+    assert spares(root) == []
+    await put(backend, "other", b"the body")
+    assert await get(backend, "other") == b"the body"
+
+
+def test_not_enabled_keeps_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"x")
+    files = SpareFiles(enabled=False)
+    assert files.keep(str(tmp_path), str(path), os.stat(path)) is None
+    assert files.take(str(tmp_path / "taken")) is None

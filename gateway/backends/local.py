@@ -616,7 +616,7 @@ class LocalBackend:
             self.retirements.remove_later(retired)
         self._prune(root, segments[:-1])
 
-    def _prune(self, root: str, segments: List[str]) -> None:
+    def _prune(self, root: str, segments: Sequence[str]) -> None:
         """
         Remove the now empty folders of C{segments}, deepest first, up to the root or a folder
         marker.

@@ -12,7 +12,7 @@ import errno
 import hashlib
 import os
 import stat
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, cast
+from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IProducer, IPushProducer
@@ -47,7 +47,7 @@ _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno
 
 
 def check_clash(
-    root: str, segments: List[str], folder: bool, key: str
+    root: str, segments: Sequence[str], folder: bool, key: str
 ) -> Optional[os.stat_result]:
     """
     Refuse a key that a filesystem cannot hold beside what exists: a folder in its path that is
@@ -79,7 +79,7 @@ def check_clash(
     return found
 
 
-def make_directories(root: str, segments: List[str]) -> List[str]:
+def make_directories(root: str, segments: Sequence[str]) -> List[str]:
     """
     Make the folders of C{segments} under C{root} (mode 0755 less the umask) and return those
     that were made, shallowest first.
@@ -102,7 +102,7 @@ def make_directories(root: str, segments: List[str]) -> List[str]:
     return made
 
 
-def place(root: str, segments: List[str], action: Callable[[], None]) -> None:
+def place(root: str, segments: Sequence[str], action: Callable[[], None]) -> None:
     """
     Make the folders of C{segments}, then run C{action} (a rename into the deepest), and make the
     new folders durable. A delete may prune a folder just made before C{action} uses it: then

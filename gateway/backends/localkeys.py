@@ -22,10 +22,11 @@ root, so a link placed under the root cannot be used to reach other files.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
-from typing import List, Tuple
+from typing import Tuple
 
 from gateway.interfaces import InvalidObjectKey, ObjectKeyTooLong, NoSuchUpload
 
@@ -41,9 +42,13 @@ MAX_SEGMENT_BYTES = 255
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
-def split_key(key: str) -> Tuple[List[str], bool]:
+@functools.lru_cache(maxsize=1024)
+def split_key(key: str) -> Tuple[Tuple[str, ...], bool]:
     """
     The path segments of C{key} and whether it is a folder marker (ends with ``/``).
+
+    Remembered for the last keys asked about: a PUT asks up to five times for its key, as its
+    steps check the path (a refused key is not remembered, and asks again).
 
     :raise InvalidObjectKey: if the key cannot be a path under the root.
     :raise ObjectKeyTooLong: if the key or a segment is too long.
@@ -61,7 +66,7 @@ def split_key(key: str) -> Tuple[List[str], bool]:
     if "\\" in key:
         raise InvalidObjectKey("keys cannot contain backslashes on this bucket")
     folder = key.endswith("/")
-    segments = (key[:-1] if folder else key).split("/")
+    segments = tuple((key[:-1] if folder else key).split("/"))
     for segment in segments:
         check_segment(segment)
     if segments[0] == RESERVED:
@@ -99,10 +104,11 @@ def is_listable_name(name: str) -> bool:
     return "\x00" not in name and "\\" not in name
 
 
+@functools.lru_cache(maxsize=1024)
 def key_path(root: str, key: str) -> Tuple[str, bool]:
     """
     The path of C{key} under C{root} (not yet checked for symbolic links), and whether the key is
-    a folder marker (whose path is the directory).
+    a folder marker (whose path is the directory); remembered as L{split_key} is.
     """
     segments, folder = split_key(key)
     return os.path.join(root, *segments), folder

@@ -57,10 +57,11 @@ def check_clash(
     :return: the C{stat} of what the key's path names now (following links), or C{None} when
         nothing is there: the object a write would replace.
     """
-    path = root
+    # Joined by hand: a key's segments are names (no separator, never empty).
+    path = root.rstrip(os.sep)
     found: Optional[os.stat_result] = None
     for depth, segment in enumerate(segments):
-        path = os.path.join(path, segment)
+        path = path + os.sep + segment
         try:
             found = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):

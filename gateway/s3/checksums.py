@@ -92,6 +92,10 @@ def header_name(algorithm: str) -> str:
     return _PREFIX + algorithm.lower()
 
 
+#: Each algorithm with the header that carries its checksum.
+_HEADER_NAMES = [(algorithm, header_name(algorithm)) for algorithm in ALGORITHMS]
+
+
 def _decode(value: str, size: int) -> Optional[bytes]:
     try:
         raw = base64.b64decode(value.strip(), validate=True)
@@ -147,7 +151,7 @@ class BodyDigests:
             self._hashers[algorithm] = ALGORITHMS[algorithm]()
 
     def _choose_checksum(self, headers: Mapping[str, Sequence[str]]) -> None:
-        sent = [a for a in ALGORITHMS if header_name(a) in headers]
+        sent = [a for a, name in _HEADER_NAMES if name in headers]
         announced = []
         for name in (_first(headers, "x-amz-trailer") or "").split(","):
             name = name.strip().lower()

@@ -76,23 +76,28 @@ def stored_headers(context: OperationContext) -> Dict[str, str]:
     return headers
 
 
+#: Request headers that ask for a feature the gateway lacks.
+UNSUPPORTED_HEADERS = frozenset({
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-website-redirect-location",
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+})
+
+
 def refuse_unsupported_headers(context: OperationContext) -> None:
     """
     Answer NotImplemented for request headers that ask for a feature the gateway lacks, rather
     than silently ignoring them.
     """
-    for name in (
-        "x-amz-server-side-encryption",
-        "x-amz-server-side-encryption-customer-algorithm",
-        "x-amz-object-lock-mode",
-        "x-amz-object-lock-retain-until-date",
-        "x-amz-object-lock-legal-hold",
-        "x-amz-website-redirect-location",
-        "x-amz-grant-full-control",
-        "x-amz-grant-read",
-        "x-amz-grant-read-acp",
-        "x-amz-grant-write-acp",
-    ):
+    asked = UNSUPPORTED_HEADERS.intersection(context.facts.headers)
+    for name in sorted(asked):
         if context.header(name) is not None:
             raise S3Error("NotImplemented", f"The {name} header is not supported.")
     acl = context.header("x-amz-acl")

@@ -172,6 +172,7 @@ class LocalBackend:
         L{IBackend}: call it when the connection goes away).
         """
         waiting = self.retirements.wait()
+        waiting.addCallback(lambda _: self._run(self.spares.close))
         waiting.addCallback(lambda _: self._run(self.index.close))
         return waiting  # type: ignore[return-value]
 
@@ -514,6 +515,15 @@ class LocalBackend:
             def rename() -> None:
                 nonlocal renamed, retired
                 replaced = localfs.check_clash(root, segments, False, key)
+                if self.spares.swaps(root, temp, replaced):
+                    with self.index.lock:
+                        renamed = self.spares.swap(temp, path)
+                        if renamed:
+                            self.index.put(row)
+                    if renamed:
+                        # The old object now has the temporary file's name.
+                        self.spares.add(temp)
+                        return
                 retired = localretire.set_aside(root, path, replaced)
                 spare = self.spares.keep(root, path, replaced) if retired is None else None
                 held = (

@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from gateway.backends.localkeys import RESERVED
-from gateway.backends.localspare import spare_folder
+from gateway.backends.localspare import sweep_dead
 from gateway.backends.localtemp import names_in, temporary_files
 
 #: A temporary file untouched this long is a crash's leftover (see L{sweep_now}).
@@ -186,16 +186,16 @@ def remove(name: str) -> None:
 def sweep_now(root: str, temporary_folder: str) -> None:
     """
     Remove what crashes left behind under the resolved C{root}; blocks. That is whatever is in
-    the retired folder (nothing in it is ever needed again) and in the spare folder
-    (L{gateway.backends.localspare}: a process that still counts on a file there skips it), and
-    the files under
+    the retired folder (nothing in it is ever needed again), the spare folders of processes that
+    have ended (L{gateway.backends.localspare.sweep_dead}), and the files under
     C{temporary_folder} (L{gateway.backends.localtemp.temporary_files}) untouched for
     L{STALE_TEMPORARY_AGE}: an upload in progress writes to its file, so an old one belongs to
     none, whichever process made it. The folders stay.
     """
-    for folder in (retired_folder(root), spare_folder(root)):
-        for name in names_in(folder):
-            remove(os.path.join(folder, name))
+    folder = retired_folder(root)
+    for name in names_in(folder):
+        remove(os.path.join(folder, name))
+    sweep_dead(root)
     cutoff = time.time() - STALE_TEMPORARY_AGE
     for path in temporary_files(temporary_folder):
         try:

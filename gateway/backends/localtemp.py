@@ -100,10 +100,9 @@ class TemporaryFiles:
         L{new}, or one of C{spares} if there is one to take: its descriptor, its path, and the
         bytes of old content it holds (0 for a new file), which the writer must cut off.
         """
-        path = os.path.join(folder, secrets.token_hex(16))
-        taken = spares.take(path)
+        taken = spares.take()
         if taken is not None:
-            return taken[0], path, taken[1]
+            return taken
         fd, path = self.new(folder)
         return fd, path, 0
 

@@ -1,12 +1,14 @@
 """
 A small object replaced by a write is kept as a spare file, and a later upload writes into it
-(L{gateway.backends.localspare}), unless someone may still read it.
+and exchanges it with the object it replaces (L{gateway.backends.localspare}), unless someone
+may still read it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from typing import List
 
@@ -21,8 +23,13 @@ from tests.backends.test_local import backend, root  # noqa: F401 (fixtures)
 
 
 def spares(root: Path) -> List[Path]:
+    """
+    The spare files under C{root}, in every process's folder.
+    """
     folder = Path(spare_folder(str(root)))
-    return sorted(folder.iterdir()) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(p for own in folder.iterdir() for p in own.iterdir())
 
 
 async def replaced(backend: LocalBackend, root: Path, key: str, old: bytes) -> int:
@@ -212,13 +219,91 @@ async def test_aborted_upload_into_a_spare_file(backend: LocalBackend, root: Pat
 
 
 @pytest_twisted.ensureDeferred
-async def test_sweep_empties_the_spare_folder(backend: LocalBackend, root: Path) -> None:
+async def test_next_upload_swaps_places_with_the_old_object(
+    backend: LocalBackend, root: Path
+) -> None:
+    """
+    An upload written into a spare file is exchanged with the object it replaces: the object
+    takes the spare file's inode, and the old object takes the spare file's name.
+    """
+    first = await replaced(backend, root, "k", b"version 1")
+    second = os.stat(root / "k").st_ino
+    (spare,) = spares(root)
+    await put(backend, "k", b"version 3")
+    assert os.stat(root / "k").st_ino == first
+    assert await get(backend, "k") == b"version 3"
+    assert spares(root) == [spare]
+    assert os.stat(spare).st_ino == second
+    assert spare.read_bytes() == b"the new version of k"
+    assert leftover_temporary_files(root) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_exchange_the_upload_is_renamed(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await replaced(backend, root, "k", b"version 1")
+
+    def refused(first: str, second: str) -> None:
+        raise OSError(errno.EINVAL, "no exchange here")
+
+    monkeypatch.setattr(localspare, "exchange", refused)
+    await put(backend, "k", b"version 3")
+    assert not backend.spares.exchanging
+    assert os.stat(root / "k").st_ino == first
+    assert await get(backend, "k") == b"version 3"
+    # The replaced object was kept by a link instead.
+    assert len(spares(root)) == 1
+
+
+def test_swap_puts_back_a_folder(tmp_path: Path) -> None:
+    """
+    A folder made at the key after its check is not taken away: the exchange is undone, and
+    the write fails as a rename would have.
+    """
+    files = SpareFiles()
+    in_the_way = tmp_path / "key"
+    in_the_way.mkdir()
+    (in_the_way / "inside").write_bytes(b"x")
+    written = tmp_path / "written"
+    written.write_bytes(b"the upload")
+    with pytest.raises(IsADirectoryError):
+        files.swap(str(written), str(in_the_way))
+    assert (in_the_way / "inside").read_bytes() == b"x"
+    assert written.read_bytes() == b"the upload"
+
+
+@pytest_twisted.ensureDeferred
+async def test_sweep_removes_only_the_folders_of_ended_processes(
+    backend: LocalBackend, root: Path
+) -> None:
     await replaced(backend, root, "k", b"the old version")
-    assert spares(root) != []
+    (live,) = spares(root)
+    parent = Path(spare_folder(str(root)))
+    ended = parent / "0123456789abcdef"
+    ended.mkdir()
+    (ended / "left").write_bytes(b"x")
+    (parent / "stray").write_bytes(b"x")
+    making = parent / ".making-0123"
+    making.mkdir()
+    old_making = parent / ".making-4567"
+    old_making.mkdir()
+    long_ago = time.time() - 2 * localspare.YOUNG_FOLDER_SECONDS
+    os.utime(old_making, (long_ago, long_ago))
     localretire.sweep_now(str(root), str(root / ".s3gateway" / "tmp"))
-    assert spares(root) == []
+    assert sorted(p.name for p in parent.iterdir()) == sorted([live.parent.name, making.name])
+    assert spares(root) == [live]
     await put(backend, "other", b"the body")
     assert await get(backend, "other") == b"the body"
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_removes_the_process_folder(backend: LocalBackend, root: Path) -> None:
+    await replaced(backend, root, "k", b"the old version")
+    assert spares(root) != []
+    await backend.close()
+    assert list(Path(spare_folder(str(root))).iterdir()) == []
+    assert len(backend.spares) == 0
 
 
 def test_not_enabled_keeps_nothing(tmp_path: Path) -> None:
@@ -226,4 +311,4 @@ def test_not_enabled_keeps_nothing(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     files = SpareFiles(enabled=False)
     assert files.keep(str(tmp_path), str(path), os.stat(path)) is None
-    assert files.take(str(tmp_path / "taken")) is None
+    assert files.take() is None

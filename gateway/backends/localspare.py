@@ -45,6 +45,7 @@ import secrets
 import shutil
 import stat
 import sys
+import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -114,6 +115,8 @@ class SpareFiles:
         self._owner = os.geteuid()
         #: This process's folder under each root, and the descriptor that holds its lock.
         self._folders: Dict[str, Tuple[str, int]] = {}
+        #: Held while a folder is made: the commit thread and the reactor may both keep one.
+        self._making = threading.Lock()
         #: Cleared for good once leases turn out not to work here: without them, nothing tells
         #: whether a reader still has a file open.
         self.enabled = enabled
@@ -195,6 +198,13 @@ class SpareFiles:
         found = self._folders.get(root)
         if found is not None:
             return found[0]
+        with self._making:
+            found = self._folders.get(root)
+            if found is not None:
+                return found[0]
+            return self._make_folder(root)
+
+    def _make_folder(self, root: str) -> str:
         parent = spare_folder(root)
         os.makedirs(parent, mode=0o700, exist_ok=True)
         token = secrets.token_hex(8)

@@ -15,6 +15,9 @@ Where things land on disk:
   (removed by the first write of a later process once a day old);
   a large object replaced so, or deleted, is removed after the answer, from
   ``<root>/.s3gateway/retired`` (L{gateway.backends.localretire});
+- a small object replaced so is kept in the process's folder under ``<root>/.s3gateway/spare``
+  for a later upload to write into; that upload is then exchanged with the object it replaces
+  rather than renamed over it (L{gateway.backends.localspare});
 - multipart parts are ``<root>/.s3gateway/uploads/<upload id>/<part number>``
   (L{gateway.backends.localparts});
 - every replacement of a key (commit, complete, metadata update, copy, delete) holds the key's
@@ -406,18 +409,22 @@ class LocalBackend:
         """
         A new temporary file on the root's filesystem: its descriptor (for writing) and path.
         """
-        folder = os.path.join(root, RESERVED, "tmp")
-        self.retirements.sweep(root, folder)
-        return self._temporary_files.new(folder)
+        return self._temporary_files.new(self._temporary_folder(root))
 
     def upload_file(self, root: str) -> Tuple[int, str, int]:
         """
         L{temp_file} for an upload's body, which may be a spare file
         (L{gateway.backends.localspare}): also the bytes of old content the writer must cut off.
         """
+        return self._temporary_files.new_or_spare(self._temporary_folder(root), self.spares)
+
+    def _temporary_folder(self, root: str) -> str:
+        """
+        The root's temporary folder, once what crashes left under the root is being swept.
+        """
         folder = os.path.join(root, RESERVED, "tmp")
         self.retirements.sweep(root, folder)
-        return self._temporary_files.new_or_spare(folder, self.spares)
+        return folder
 
     def check(
         self, condition: Optional[WriteCondition], key: str, path: str, folder: bool

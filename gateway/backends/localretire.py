@@ -10,7 +10,8 @@ only drops its first name, and the file is removed for good in a thread after th
 large object deleted is moved there in the same way (a rename), and so are the parts of a
 multipart upload once it is completed or aborted.
 
-A small old object is not worth a second name, but its freeing can still be dear: on the
+A small old object is not worth a second name here; the process may keep it as a spare file
+(L{gateway.backends.localspare}). If it does not, its freeing can still be dear: on the
 benchmark machine's disk (ext4 without a journal, mounted with ``discard``) a rename over a 4 KiB
 file took 80-98 microseconds, against 11 over a file held open elsewhere, since the freed blocks
 are discarded before the rename returns. So a write first takes a hold on the small file it

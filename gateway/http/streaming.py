@@ -19,6 +19,7 @@ connection is closed after the response, as RFC 9110 section 10.1.1 allows.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, unquote_to_bytes
@@ -27,6 +28,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python import failure
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.resource import _IEncodingResource
 
 from gateway.http.body import RequestBody
@@ -278,6 +280,14 @@ LARGE_BODY_SIZE = 4 * 1024 * 1024
 #: How many bodies of one site may read L{LARGE_READ_SIZE} bytes at once.
 LARGE_READERS = 4
 
+#: The longest request head taken in one step (L{StreamingChannel._head_at_once}); twisted.web
+#: parses longer ones, and answers those over its limits (16 KiB of head, 500 headers).
+FAST_HEAD_SIZE = 8192
+
+#: A request line as twisted.web accepts it: a token, a request target of printable bytes
+#: (33 to 176, its own range), and HTTP/1.0 or 1.1, separated by single spaces.
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\xb0]+) (HTTP/1\.[01])")
+
 
 class StreamingChannel(http.HTTPChannel):
     """
@@ -304,6 +314,63 @@ class StreamingChannel(http.HTTPChannel):
         if host is None:
             host = self._host = super().getHost()
         return host
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Take a request whose whole head is in C{data} in one step (L{_head_at_once}); anything
+        else goes through twisted.web line by line.
+        """
+        if (
+            self.line_mode
+            and not self._buffer
+            and not self.requests
+            and self.persistent
+            and not self.paused
+        ):
+            end = data.find(b"\r\n\r\n", 0, FAST_HEAD_SIZE)
+            if end > 0 and self._head_at_once(data[:end], data[end + 4 :]):
+                return
+        super().dataReceived(data)
+
+    def _head_at_once(self, head: bytes, rest: bytes) -> bool:
+        """
+        Do what twisted.web's C{lineReceived} does for each line of a request's head, in one
+        call rather than one per line, with the request line matched by one regular expression
+        rather than checked byte by byte (a presigned URL's request line took 3.7 us that way,
+        in a GET of about 120). Each header line still goes through C{headerReceived}, which
+        checks it as for any request.
+
+        :return: C{False}, having changed nothing, for a head it leaves to twisted.web: a
+            request line that is not plainly valid (its errors are twisted.web's to answer), or
+            a header folded over several lines.
+        """
+        lines = head.split(b"\r\n")
+        matched = _REQUEST_LINE.fullmatch(lines[0])
+        if matched is None:
+            return False
+        headers = lines[1:]
+        for line in headers:
+            if not line or line[0] in b" \t":
+                return False
+        self.resetTimeout()
+        factory = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        self._command, self._path, self._version = matched.groups()
+        for line in headers:
+            if not self.headerReceived(line):
+                return True  # answered 400 and closing
+        self.allHeadersReceived()
+        if self.length == 0:
+            self.allContentReceived()
+        else:
+            self.setRawMode()
+        if rest and not getattr(self.transport, "disconnecting", False):
+            self.dataReceived(rest)
+        return True
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]

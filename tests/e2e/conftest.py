@@ -10,7 +10,7 @@ import os
 import secrets
 import string
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 import pytest
 from attrs import frozen
@@ -169,6 +169,22 @@ def boto3_client(
         aws_secret_access_key=secret_key,
         config=Config(**settings),
     )
+
+
+def two_workers_and_bucket(
+    make_daemon: Callable[..., Daemon], root: Path, connections: int
+) -> Tuple[Daemon, Bucket, "boto3.client"]:
+    """
+    A started daemon with two workers, a bucket on the local backend under C{root}, and a boto3
+    client for it that keeps up to C{connections} connections open.
+    """
+    daemon = make_daemon("--workers", "2")
+    daemon.start()
+    bucket = add_bucket(daemon, root)
+    client = boto3_client(
+        daemon.endpoint, daemon.access_key, daemon.secret_key, max_pool_connections=connections
+    )
+    return daemon, bucket, client
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from tests.e2e.clients import files_under
-from tests.e2e.conftest import add_bucket, boto3_client
+from tests.e2e.conftest import two_workers_and_bucket
 from tests.test_workers import worker_pids
 
 #: Objects, and how many PUTs are in flight at once.
@@ -23,13 +23,7 @@ CONCURRENCY = 32
 
 
 def test_concurrent_small_puts_through_two_workers(make_daemon, tmp_path: Path) -> None:
-    daemon = make_daemon("--workers", "2")
-    daemon.start()
-    bucket = add_bucket(daemon, tmp_path / "buckets")
-    client = boto3_client(
-        daemon.endpoint, daemon.access_key, daemon.secret_key,
-        max_pool_connections=CONCURRENCY,
-    )
+    daemon, bucket, client = two_workers_and_bucket(make_daemon, tmp_path / "buckets", CONCURRENCY)
     # The folder exists first: PUTs that make a folder commit on the commit thread instead.
     client.put_object(Bucket=bucket.name, Key="batch/first", Body=b"first")
 

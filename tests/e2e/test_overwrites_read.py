@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from tests.e2e.clients import files_under
-from tests.e2e.conftest import add_bucket, boto3_client
+from tests.e2e.conftest import two_workers_and_bucket
 from tests.test_workers import worker_pids
 
 KEYS = 12
@@ -46,12 +46,8 @@ def whole(body: bytes) -> bool:
 
 
 def test_every_read_gives_one_whole_version(make_daemon, tmp_path: Path) -> None:
-    daemon = make_daemon("--workers", "2")
-    daemon.start()
-    bucket = add_bucket(daemon, tmp_path / "buckets")
-    client = boto3_client(
-        daemon.endpoint, daemon.access_key, daemon.secret_key,
-        max_pool_connections=WRITERS + READERS,
+    daemon, bucket, client = two_workers_and_bucket(
+        make_daemon, tmp_path / "buckets", WRITERS + READERS
     )
     for key in range(KEYS):
         client.put_object(Bucket=bucket.name, Key=f"k/{key}", Body=version_body(key))

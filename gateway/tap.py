@@ -42,6 +42,7 @@ from gateway.listening import (
     parse_listen,
     split_endpoint,
 )
+from gateway.backends import BackendRegistry
 from gateway.serving import build_site, open_store
 from gateway.tls import TLSMaterial, TLSSetupError, options_from, read_material
 from gateway.workers import WorkerSupervisor
@@ -169,6 +170,7 @@ class GatewayService(MultiService):
         self.tls = tls
         self.store: Optional[Any] = None
         self._json_log_file: Optional[Any] = None
+        self._backends: Optional[BackendRegistry] = None
         self._json_observer: Optional[Any] = None
         self._access_log: Optional[AccessLogFile] = None
 
@@ -208,7 +210,10 @@ class GatewayService(MultiService):
             self._close_access_log()
             await self._start_workers()
             return
-        site = build_site(self.store, self.settings, self.reactor, self._access_log)
+        self._backends = BackendRegistry(str(data_dir), self.reactor)
+        site = build_site(
+            self.store, self.settings, self.reactor, self._access_log, self._backends
+        )
         endpoint = CoalescingEndpoint(self._endpoint(), self.reactor)
         listener = StreamServerEndpointService(endpoint, site)
         listener._raiseSynchronously = True
@@ -276,6 +281,8 @@ class GatewayService(MultiService):
 
     async def _close(self) -> None:
         await super().stopService()  # type: ignore[misc]
+        if self._backends is not None:
+            await self._backends.close()
         if self.store is not None:
             await self.store.close()
         if self._json_observer is not None and self._json_log_file is not None:

@@ -44,6 +44,7 @@ from gateway.heap import freeze_startup_heap
 from gateway.http.coalesce import coalesce_writes
 from gateway.logrelay import event_as_json
 from gateway.accessfile import AccessLogFile
+from gateway.backends import BackendRegistry
 from gateway.serving import build_site, open_store
 from gateway.tls import TLSMaterial, TLSSetupError, options_from
 
@@ -91,6 +92,7 @@ class Worker:
         self.port: Optional[Any] = None
         self.tracker: Optional[ConnectionTracker] = None
         self.access_log: Optional[AccessLogFile] = None
+        self.backends: Optional[BackendRegistry] = None
         #: The start in progress or done (its failure already handled), awaited by L{stop}.
         self.starting: Optional[Any] = None
 
@@ -102,8 +104,9 @@ class Worker:
         self.store = await open_store(settings["data"], self.reactor)
         if settings.get("access_log"):
             self.access_log = AccessLogFile(settings["access_log"], reactor=self.reactor)
+        self.backends = BackendRegistry(str(settings["data"]), self.reactor)
         self.tracker = ConnectionTracker(
-            build_site(self.store, settings, self.reactor, self.access_log)
+            build_site(self.store, settings, self.reactor, self.access_log, self.backends)
         )
         factory: Any = self.tracker
         if self.tls is not None:
@@ -136,6 +139,8 @@ class Worker:
                 _log.info("worker {pid} draining {count} connection(s)", pid=os.getpid(),
                           count=busy)
             await drain(self.tracker, self.reactor, self.arguments.drain_timeout)
+        if self.backends is not None:
+            await self.backends.close()
         if self.store is not None:
             await self.store.close()
         if self.access_log is not None:

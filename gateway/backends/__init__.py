@@ -133,6 +133,22 @@ class BackendRegistry:
             backend = self._backends[key] = factory(connection, self)
         return backend
 
+    async def close(self) -> None:
+        """
+        Close every backend made that has something to close (a local bucket's index, the
+        removals it started, its spare files), for a process that stops: call it once no
+        request is left. A backend that fails to close is logged, and the others are closed.
+        """
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            close = getattr(backend, "close", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                _log.failure("Could not close the backend {backend!r}", backend=backend)
+
     def forget(self, connection: Connection) -> None:
         """
         Drop the backends of a removed connection.

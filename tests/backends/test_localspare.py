@@ -312,3 +312,31 @@ def test_not_enabled_keeps_nothing(tmp_path: Path) -> None:
     files = SpareFiles(enabled=False)
     assert files.keep(str(tmp_path), str(path), os.stat(path)) is None
     assert files.take() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_registry_close_closes_local_backends(tmp_path: Path) -> None:
+    """
+    A stopping process closes its backends (L{BackendRegistry.close}): a local bucket's spare
+    folder goes; a backend with nothing to close is passed over.
+    """
+    from twisted.internet import reactor
+
+    from gateway.backends import BackendRegistry
+    from gateway.model import Connection
+
+    registry = BackendRegistry(str(tmp_path / "data"), reactor)
+    (tmp_path / "bucket").mkdir()
+    local = registry.backend_for(Connection(
+        user="u", bucket="b", backend="local", settings={"path": str(tmp_path / "bucket")},
+    ))
+    registry.backend_for(Connection(user="u", bucket="m", backend="memory", settings={}))
+    assert isinstance(local, LocalBackend)
+    await replaced(local, tmp_path / "bucket", "k", b"the old version")
+    assert spares(tmp_path / "bucket") != []
+    await registry.close()
+    assert list(Path(spare_folder(str(tmp_path / "bucket"))).iterdir()) == []
+    assert len(local.spares) == 0
+    syncs = registry.kernel_syncs()
+    if syncs is not None:
+        syncs.close()

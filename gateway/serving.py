@@ -36,8 +36,7 @@ def open_store(data_dir: str, reactor: Any) -> "Deferred[SQLiteStore]":
 
 def build_site(
     store: Any, settings: Mapping[str, Optional[object]], reactor: Any,
-    access_log: Optional[Callable[[AccessRecord], None]] = None,
-    backends: Optional[BackendRegistry] = None,
+    access_log: Optional[Callable[[AccessRecord], None]], backends: BackendRegistry,
 ) -> StreamingSite:
     """
     The gateway's HTTP site over C{store}, configured by the settings C{data}, C{region},
@@ -45,14 +44,14 @@ def build_site(
     L{gateway.config.DEFAULTS}).
 
     :param access_log: called with each request's L{gateway.accesslog.AccessRecord};
-        by default, an access-log event into twistd's log.
-    :param backends: the registry of the buckets' backends, for a caller that closes them when
-        it stops (L{BackendRegistry.close}); by default, a new one.
+        C{None} for an access-log event into twistd's log.
+    :param backends: the registry of the buckets' backends, which the caller closes when it
+        stops (L{BackendRegistry.close}).
     """
     gateway = S3Gateway(
         # A proxy: every IMetadataStore method, two of them answered from its cache.
         cast(IMetadataStore, CachingStore(store, reactor)),
-        backends if backends is not None else BackendRegistry(str(settings["data"]), reactor),
+        backends,
         BucketPolicy(
             settings["region"], settings["create_bucket_root"]  # type: ignore[arg-type]
         ),

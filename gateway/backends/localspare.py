@@ -253,11 +253,7 @@ class SpareFiles:
             if not self._only_opener(fd):
                 raise OSError(errno.EBUSY, "in use")
             found = os.fstat(fd)
-            if (
-                found.st_nlink != 1
-                or found.st_uid != self._owner
-                or not stat.S_ISREG(found.st_mode)
-            ):
+            if not self._keeps(found):
                 raise OSError(errno.EBUSY, "not ours alone")
         except OSError:
             os.close(fd)

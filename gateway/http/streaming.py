@@ -350,7 +350,7 @@ class StreamingChannel(http.HTTPChannel):
             return False
         headers = lines[1:]
         for line in headers:
-            if not line or line[0] in b" \t":
+            if line.startswith((b" ", b"\t")):
                 return False
         self.resetTimeout()
         factory = self.requestFactory

@@ -220,6 +220,20 @@ class LocalBackend:
             self._resolved = resolved
         return resolved[1]
 
+    def _root_without_links(self) -> str:
+        """
+        The root for a read by C{openat2} that refuses any link on the way: without a C{stat}
+        when the root's path was last found to have no link, since that path then leads
+        wherever it is now, which the opening itself checks (a link put there since makes
+        it fail, and the caller take L{real_root}); else L{real_root}.
+
+        The C{stat} was 1.7 us of a small GET's 100.
+        """
+        resolved = self._resolved
+        if resolved is not None and resolved[1] == self.root and self._link_free.available:
+            return self.root
+        return self.real_root()
+
     def locate(self, key: str) -> Tuple[str, str, bool]:
         """
         The resolved root, the path of C{key} and whether it is a folder marker.
@@ -287,18 +301,21 @@ class LocalBackend:
         """
         The opened file of C{key} (C{None} for a folder marker) and its info, as of the opening.
         """
-        root = self.real_root()
-        path, folder = key_path(root, key)
-        if folder:
-            resolve_inside(root, path)
+        if split_key(key)[1]:
+            _, path, _ = self.locate(key)
             return None, self._marker_info(key, path)
+        root = self._root_without_links()
+        path = key_path(root, key)[0]
         try:
             fd = self._link_free.open(path)
             if fd is None:
                 # A symbolic link on the way (or no openat2): check where the path leads.
+                root = self.real_root()
+                path = key_path(root, key)[0]
                 resolve_inside(root, path)
                 fd = os.open(path, READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
+            self.real_root()  # BackendUnavailable if the root itself is gone
             raise NoSuchObject(key) from None
         file = os.fdopen(fd, "rb", buffering=0)
         try:

@@ -730,6 +730,37 @@ async def test_missing_root(tmp_path: Path) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_root_gone_after_reads(backend: LocalBackend, root: Path) -> None:
+    """
+    Reads of a root whose path has no link skip its C{stat}; once it is gone, a read still
+    fails as L{BackendUnavailable}, not as a missing key. A folder marker too.
+    """
+    await put(backend, "k", b"x")
+    await put(backend, "d/", b"")
+    assert await get(backend, "k") == b"x"
+    shutil.rmtree(root)
+    await refused(backend.open("k"), BackendUnavailable)
+    await refused(backend.open("d/"), BackendUnavailable)
+
+
+@pytest_twisted.ensureDeferred
+async def test_root_replaced_by_a_link(backend: LocalBackend, root: Path, tmp_path: Path) -> None:
+    """
+    A root's path that becomes a link after reads leads where the link does from the next read.
+    """
+    await put(backend, "k", b"old")
+    assert await get(backend, "k") == b"old"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "k").write_bytes(b"new")
+    root.rename(tmp_path / "moved")
+    root.symlink_to(elsewhere)
+    assert await get(backend, "k") == b"new"
+    (elsewhere / "k").unlink()
+    await refused(backend.open("k"), NoSuchObject)
+
+
+@pytest_twisted.ensureDeferred
 async def test_index_file(backend: LocalBackend, tmp_path: Path) -> None:
     await put(backend, "k", b"x")
     index = tmp_path / "index" / "bucket.sqlite3"

@@ -7,6 +7,7 @@ process): a kept row must never outlive a commit, whoever made it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -67,19 +68,64 @@ def test_no_mark_without_a_wal_index(tmp_path: Path) -> None:
 
 def test_no_mark_for_another_format(tmp_path: Path) -> None:
     """
-    A wal-index of another version, or not yet initialised, or too short, gives no mark.
+    A wal-index of another version, or not yet initialised, or too short, gives no mark; nor
+    does one that no descriptor of this process holds open.
     """
     path = tmp_path / "db.sqlite3"
     shm = tmp_path / "db.sqlite3-shm"
     version = (3007000).to_bytes(4, sys.byteorder)
-    shm.write_bytes((3007001).to_bytes(4, sys.byteorder) + bytes(8) + b"\x01" + bytes(200))
-    assert CommitMark.open_for(str(path)) is None
-    shm.write_bytes(version + bytes(8) + b"\x00" + bytes(200))
-    assert CommitMark.open_for(str(path)) is None
-    shm.write_bytes(version + bytes(8) + b"\x01" + bytes(20))
-    assert CommitMark.open_for(str(path)) is None
     shm.write_bytes(version + bytes(8) + b"\x01" + bytes(200))
-    assert CommitMark.open_for(str(path)) is not None
+    assert CommitMark.open_for(str(path)) is None
+    held = os.open(shm, os.O_RDONLY)
+    try:
+        assert CommitMark.open_for(str(path)) is not None
+        for content in (
+            (3007001).to_bytes(4, sys.byteorder) + bytes(8) + b"\x01" + bytes(200),
+            version + bytes(8) + b"\x00" + bytes(200),
+            version + bytes(8) + b"\x01" + bytes(20),
+        ):
+            shm.write_bytes(content)
+            assert CommitMark.open_for(str(path)) is None
+    finally:
+        os.close(held)
+
+
+def posix_locks_on(path: Path) -> List[str]:
+    """
+    The POSIX locks this process holds on the file at C{path} (from C{/proc/locks}).
+    """
+    inode = os.stat(path).st_ino
+    return [
+        line for line in Path("/proc/locks").read_text().splitlines()
+        if "POSIX" in line and f" {os.getpid()} " in line and line.split()[-3].endswith(
+            f":{inode}"
+        )
+    ]
+
+
+def test_mark_keeps_sqlite_locks(tmp_path: Path) -> None:
+    """
+    Opening a mark, and dropping it, leaves SQLite's locks on the -shm file as they were: a
+    descriptor of the file opened and closed would drop them all, and another process would
+    then rebuild the wal-index while this one uses it.
+    """
+    path = tmp_path / "db.sqlite3"
+    db = wal_database(path)
+    db.execute("SELECT * FROM t").fetchall()
+    shm = tmp_path / "db.sqlite3-shm"
+    before = posix_locks_on(shm)
+    assert before
+    mark = CommitMark.open_for(str(path))
+    assert mark is not None
+    mark.current()
+    del mark
+    assert posix_locks_on(shm) == before
+    index = ObjectIndex(str(tmp_path / "index.sqlite3"))
+    index.get("a")
+    held = posix_locks_on(tmp_path / "index.sqlite3-shm")
+    assert held and index._mark is not None
+    index.get("a")
+    assert posix_locks_on(tmp_path / "index.sqlite3-shm") == held
 
 
 def queries_of(index: ObjectIndex) -> List[str]:

@@ -538,7 +538,6 @@ class LocalBackend:
 
             def rename() -> None:
                 nonlocal renamed, retired
-                replaced = localfs.check_clash(root, segments, False, key)
                 if self.spares.swaps(root, temp, replaced):
                     with self.index.lock:
                         renamed = self.spares.swap(temp, path)
@@ -577,9 +576,11 @@ class LocalBackend:
                     elif spare is not None:
                         localfs.remove_file(spare)
 
-            localfs.check_clash(root, segments, False, key)
             try:
                 with locked(root, key, wait):
+                    # What the upload replaces, checked once under the lock: only a writer of
+                    # this key (which takes the lock) can change it.
+                    replaced = localfs.check_clash(root, segments, False, key)
                     self.check(condition, key, path, False)
                     localfs.place(root, segments[:-1], rename)
             except KeyBusy:

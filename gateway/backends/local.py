@@ -380,8 +380,9 @@ class LocalBackend:
         return self._writable_now(self._start_write, key)
 
     def _start_write(self, key: str) -> IObjectWriter:
-        root, path, folder = self.locate(key)
-        localfs.check_clash(root, split_key(key)[0], folder, key)
+        root = self.real_root()
+        segments, folder = split_key(key)
+        localfs.check_key(root, segments, folder, key)
         if folder:
             return LocalWriter(
                 self._run,
@@ -520,7 +521,8 @@ class LocalBackend:
         busy = False
         retired: Optional[str] = None
         try:
-            root, path, _ = self.locate(key)
+            root = self.real_root()
+            path = key_path(root, key)[0]
             segments = split_key(key)[0]
             info = ObjectInfo(
                 key=key,
@@ -578,11 +580,11 @@ class LocalBackend:
 
             try:
                 with locked(root, key, wait):
-                    # What the upload replaces, checked once under the lock: only a writer of
-                    # this key (which takes the lock) can change it.
-                    replaced = localfs.check_clash(root, segments, False, key)
+                    # Where the key leads and what the upload replaces, checked once under
+                    # the lock: only a writer of this key (which takes the lock) changes it.
+                    replaced, folders_checked = localfs.check_key(root, segments, False, key)
                     self.check(condition, key, path, False)
-                    localfs.place(root, segments[:-1], rename)
+                    localfs.place(root, segments[:-1], rename, folders_checked)
             except KeyBusy:
                 # Only taking the lock raises it: nothing was done.
                 busy = True

@@ -57,27 +57,69 @@ def check_clash(
     :return: the C{stat} of what the key's path names now (following links), or C{None} when
         nothing is there: the object a write would replace.
     """
+    return _walk_key(root, segments, folder, key, os.stat)[0]
+
+
+def check_key(
+    root: str, segments: Sequence[str], folder: bool, key: str
+) -> Tuple[Optional[os.stat_result], bool]:
+    """
+    L{resolve_inside} of the key's path and L{check_clash}, in one C{lstat} per component
+    where none is a symbolic link (then the C{lstat} is the C{stat}); where one is, the two
+    checks as they are. A PUT asked each of them twice, a stat of every folder of the key each
+    time.
+
+    :return: what L{check_clash} returns, and whether every folder of the key was found, none
+        of them a link.
+    :raise InvalidObjectKey: as either.
+    """
+    try:
+        return _walk_key(root, segments, folder, key, _lstat_of_no_link)
+    except _LinkOnTheWay:
+        resolve_inside(root, os.path.join(root, *segments))
+        return check_clash(root, segments, folder, key), False
+
+
+class _LinkOnTheWay(Exception):
+    pass
+
+
+def _lstat_of_no_link(path: str) -> os.stat_result:
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode):
+        raise _LinkOnTheWay(path)
+    return found
+
+
+def _walk_key(
+    root: str,
+    segments: Sequence[str],
+    folder: bool,
+    key: str,
+    stat_of: Callable[[str], os.stat_result],
+) -> Tuple[Optional[os.stat_result], bool]:
     # Joined by hand: a key's segments are names (no separator, never empty).
     path = root.rstrip(os.sep)
     found: Optional[os.stat_result] = None
     for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
         path = path + os.sep + segment
         try:
-            found = os.stat(path)
+            found = stat_of(path)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, last
         is_directory = stat.S_ISDIR(found.st_mode)
-        last = depth == len(segments) - 1
-        name = "/".join(segments[: depth + 1])
         if not is_directory and (folder or not last):
+            name = "/".join(segments[: depth + 1])
             raise InvalidObjectKey(
                 f"cannot store {key!r}: {name!r} is an object, so it cannot also be a folder"
             )
         if is_directory and last and not folder:
+            name = "/".join(segments[: depth + 1])
             raise InvalidObjectKey(
                 f"cannot store {key!r}: {name + '/'!r} is a folder, so it cannot also be an object"
             )
-    return found
+    return found, True
 
 
 def make_directories(root: str, segments: Sequence[str]) -> List[str]:
@@ -103,15 +145,23 @@ def make_directories(root: str, segments: Sequence[str]) -> List[str]:
     return made
 
 
-def place(root: str, segments: Sequence[str], action: Callable[[], None]) -> None:
+def place(
+    root: str, segments: Sequence[str], action: Callable[[], None], checked: bool = False
+) -> None:
     """
     Make the folders of C{segments}, then run C{action} (a rename into the deepest), and make the
     new folders durable. A delete may prune a folder just made before C{action} uses it: then
     try again.
+
+    :param checked: the folders were just found to exist, none of them a link (L{check_key}):
+        the first try runs C{action} at once.
     """
     for attempt in range(_PLACE_TRIES):
-        made = make_directories(root, segments)
-        resolve_inside(root, os.path.join(root, *segments))
+        if checked and attempt == 0:
+            made: List[str] = []
+        else:
+            made = make_directories(root, segments)
+            resolve_inside(root, os.path.join(root, *segments))
         try:
             action()
         except FileNotFoundError:

@@ -519,3 +519,53 @@ async def test_large_puts_committed_in_the_pool(
     on_commit_thread = [keys for name, keys in committed if name.startswith("s3gateway-commits")]
     assert on_commit_thread == [["small"]] and calls == ["install"]
     assert await get(backend, "large") == b"1234567890"
+
+
+def test_check_key_one_pass_as_both_checks(tmp_path: Path) -> None:
+    """
+    L{localfs.check_key} answers as L{localfs.check_clash}, and says whether every folder of
+    the key is there; a link on the way takes both checks as they are.
+    """
+    root = tmp_path / "r"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "file").write_bytes(b"x")
+    (tmp_path / "out").mkdir()
+    (root / "a" / "link").symlink_to(tmp_path / "out")
+    (root / "a" / "inner").symlink_to(root / "a" / "b")
+    (root / "a" / "b" / "k").write_bytes(b"y")
+    base = str(root)
+    found, folders = localfs.check_key(base, ["a", "b", "k"], False, "a/b/k")
+    assert found is not None and found.st_ino == os.stat(root / "a" / "b" / "k").st_ino
+    assert folders
+    assert localfs.check_key(base, ["a", "b", "new"], False, "a/b/new") == (None, True)
+    assert localfs.check_key(base, ["a", "c", "new"], False, "a/c/new") == (None, False)
+    for segments, folder in ((["a", "file", "x"], False), (["a", "b"], False), (["a", "file"], True)):
+        with pytest.raises(InvalidObjectKey):
+            localfs.check_clash(base, segments, folder, "/".join(segments))
+        with pytest.raises(InvalidObjectKey):
+            localfs.check_key(base, segments, folder, "/".join(segments))
+    found, folders = localfs.check_key(base, ["a", "inner", "k"], False, "a/inner/k")
+    assert found is not None and found.st_ino == os.stat(root / "a" / "b" / "k").st_ino
+    assert not folders
+    with pytest.raises(InvalidObjectKey):
+        localfs.check_key(base, ["a", "link", "new"], False, "a/link/new")
+
+
+def test_place_checked_folder_gone_meanwhile(tmp_path: Path) -> None:
+    """
+    With the folders checked, the first try renames at once; if a delete pruned the folder
+    since, the next try makes it again.
+    """
+    root = tmp_path / "r"
+    root.mkdir()
+    source = tmp_path / "upload"
+    source.write_bytes(b"x")
+    tries: List[int] = []
+
+    def rename() -> None:
+        tries.append(1)
+        os.rename(source, root / "gone" / "k")
+
+    localfs.place(str(root), ["gone"], rename, checked=True)
+    assert len(tries) == 2
+    assert (root / "gone" / "k").read_bytes() == b"x"

@@ -68,7 +68,7 @@ from gateway.backends.aiosync import KernelSyncs
 from gateway.backends.batches import BatchThreads, Outcome
 from gateway.backends.conditions import check_condition
 from gateway.backends.linkfree import LinkFreeOpener
-from gateway.backends.localcommits import PendingInstall
+from gateway.backends.localcommits import FoldersToMake, PendingInstall
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
 from gateway.backends.localnames import NameCache
@@ -367,15 +367,6 @@ class LocalBackend:
 
     # Writing.
 
-    def has_folder_of(self, key: str) -> bool:
-        """
-        Whether the folder that C{key}'s file goes in exists (one C{stat}; a write that has to
-        make it must also fsync its parent).
-        """
-        root = self.real_root()
-        folder = os.path.dirname(key_path(root, key)[0])
-        return os.path.isdir(folder)
-
     def start_write(self, key: str) -> "Deferred[IObjectWriter]":
         return self._writable_now(self._start_write, key)
 
@@ -507,6 +498,7 @@ class LocalBackend:
         parts_count: Optional[int] = None,
         part_sizes: Sequence[int] = (),
         wait: bool = True,
+        make_folders: bool = True,
     ) -> Tuple[ObjectInfo, str]:
         """
         The part of L{install} after the fsync of the file (whose C{fstat} is C{st}): check the
@@ -516,6 +508,9 @@ class LocalBackend:
 
         :param wait: wait for the key's lock; if false, raise L{KeyBusy} at once when another
             writer holds it, with the temporary file left as it was.
+        :param make_folders: if false, raise L{FoldersToMake}, with the temporary file left as
+            it was, rather than make a missing folder of the key (whose parent must then be
+            fsynced too: that waits for the disk).
         """
         renamed = False
         busy = False
@@ -583,10 +578,12 @@ class LocalBackend:
                     # Where the key leads and what the upload replaces, checked once under
                     # the lock: only a writer of this key (which takes the lock) changes it.
                     replaced, folders_checked = localfs.check_key(root, segments, False, key)
+                    if not (folders_checked or make_folders):
+                        raise FoldersToMake(key)
                     self.check(condition, key, path, False)
                     localfs.place(root, segments[:-1], rename, folders_checked)
-            except KeyBusy:
-                # Only taking the lock raises it: nothing was done.
+            except (KeyBusy, FoldersToMake):
+                # Raised before anything was done.
                 busy = True
                 raise
             return info, os.path.dirname(path)

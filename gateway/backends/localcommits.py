@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from gateway.backends.local import LocalBackend
 
 
+class FoldersToMake(Exception):
+    """
+    A commit that was not to make folders (L{LocalBackend.put_in_place}) found its key's
+    folder missing: nothing was done, and the commit thread, which may, takes it.
+    """
+
+
 @define
 class PendingInstall:
     """

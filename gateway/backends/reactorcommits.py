@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from gateway.backends import localfs
 from gateway.backends.aiosync import KernelSyncs, NotSubmitted
 from gateway.backends.batches import Outcome, outcome_of
-from gateway.backends.localcommits import PendingInstall
+from gateway.backends.localcommits import FoldersToMake, PendingInstall
 from gateway.backends.localindex import IndexBusy
 from gateway.backends.locallock import KeyBusy
 from gateway.backends.localsync import NOTHING_TO_SYNC, open_to_sync
@@ -120,7 +120,7 @@ class ReactorCommits:
                 else:
                     localfs.close_and_remove(job.fd, job.temp)
                     done.errback(Failure(error))
-            elif self._placeable_now(job):
+            elif job.condition is None:
                 ready.append((job, done))
             else:
                 self._to_thread(job, done)
@@ -141,7 +141,7 @@ class ReactorCommits:
                 while ready:
                     job, done = ready.pop(0)
                     outcome = outcome_of(self._put_in_place, job)
-                    if isinstance(outcome, Failure) and outcome.check(KeyBusy):
+                    if isinstance(outcome, Failure) and outcome.check(KeyBusy, FoldersToMake):
                         self._to_thread(job, done)
                     else:
                         placed.append((job, done, outcome))
@@ -164,26 +164,18 @@ class ReactorCommits:
             return
         self._sync_folders(placed)
 
-    def _placeable_now(self, job: PendingInstall) -> bool:
-        """
-        Whether C{job} can be put in place here: no condition to check, and its folder there
-        already. Anything unusual (a key or root gone wrong) is for the commit thread to report.
-        """
-        if job.condition is not None:
-            return False
-        try:
-            return self._backend.has_folder_of(job.key)
-        except Exception:
-            return False
-
     def _put_in_place(self, job: PendingInstall) -> Tuple[ObjectInfo, str]:
+        """
+        Put C{job}'s file in place, unless that would wait: raises L{KeyBusy} or
+        L{FoldersToMake} having done nothing, and the commit thread takes it.
+        """
         try:
             st = os.fstat(job.fd)
             found = self._backend.put_in_place(
                 job.key, job.temp, st, job.metadata, None, job.parts_count, job.part_sizes,
-                wait=False,
+                wait=False, make_folders=False,
             )
-        except KeyBusy:
+        except (KeyBusy, FoldersToMake):
             raise
         except BaseException:
             os.close(job.fd)

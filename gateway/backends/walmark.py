@@ -99,6 +99,7 @@ class CommitMark:
     def __init__(self, address: int, unmap: Callable[[Any, int], int]) -> None:
         self._address = address
         self._unmap = unmap
+        self._size = _MAP_SIZE  # kept here: module globals may be gone when a late __del__ runs
         self._header = (ctypes.c_char * HEADER_SIZE).from_address(address)
 
     @classmethod
@@ -137,4 +138,4 @@ class CommitMark:
         return self._header.raw
 
     def __del__(self) -> None:
-        self._unmap(self._address, _MAP_SIZE)
+        self._unmap(self._address, self._size)

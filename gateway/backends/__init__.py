@@ -29,6 +29,7 @@ def _local(connection: Connection, registry: "BackendRegistry") -> IBackend:
         connection.settings["path"], index_path, registry.reactor,
         read_only=connection.read_only, watcher=registry.folder_watcher(),
         large_folders=registry.large_folder_names(),
+        kept_rows=registry.kept_rows_budget(),
         commits=registry.commit_threads(),
         kernel_syncs=registry.kernel_syncs(),
     )
@@ -59,6 +60,7 @@ class BackendRegistry:
     _backends: Dict[BackendKey, IBackend] = field(factory=dict)
     _watcher: Optional[Any] = None
     _names: Optional[Any] = None
+    _kept_rows: Optional[Any] = None
     _commits: Optional[Any] = None
     _kernel_syncs: Optional[Any] = None
     _kernel_syncs_tried: bool = False
@@ -84,6 +86,17 @@ class BackendRegistry:
 
             self._names = NameCache()
         return self._names
+
+    def kept_rows_budget(self) -> Any:
+        """
+        The process's one budget of index rows kept in memory (L{gateway.backends.keptrows}),
+        shared by every local bucket so that it bounds them all.
+        """
+        if self._kept_rows is None:
+            from gateway.backends.keptrows import KeptRowsBudget
+
+            self._kept_rows = KeptRowsBudget()
+        return self._kept_rows
 
     def commit_threads(self) -> Any:
         """

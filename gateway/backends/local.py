@@ -71,6 +71,7 @@ from gateway.backends.linkfree import LinkFreeOpener
 from gateway.backends.localcommits import FoldersToMake, PendingInstall
 from gateway.backends.localfs import LocalWriter
 from gateway.backends.localindex import HashingNeeded, ObjectIndex, row_for
+from gateway.backends.keptrows import KeptRowsBudget
 from gateway.backends.localnames import NameCache
 from gateway.backends.locallock import KeyBusy, locked
 from gateway.backends.localkeys import RESERVED, key_path, resolve_inside, split_key
@@ -121,6 +122,8 @@ class LocalBackend:
     :param watcher: the process's watcher of kept folders (L{gateway.backends.localwatch}).
     :param large_folders: the process's kept names of large folders
         (L{gateway.backends.localnames}).
+    :param kept_rows: the process's budget of index rows kept in memory
+        (L{gateway.backends.keptrows}).
     :param commits: the process's threads for commits of PUTs (L{install_many}), one per
         filesystem; its own by default.
     :param kernel_syncs: the process's fsyncs run by the kernel (L{gateway.backends.aiosync}):
@@ -137,12 +140,13 @@ class LocalBackend:
         read_only: bool = False,
         watcher: Optional[FolderWatcher] = None,
         large_folders: Optional[NameCache] = None,
+        kept_rows: Optional[KeptRowsBudget] = None,
         commits: Optional[BatchThreads[PendingInstall, ObjectInfo]] = None,
         kernel_syncs: Optional[KernelSyncs] = None,
     ) -> None:
         self.root = os.path.abspath(root)
         self.read_only = read_only
-        self.index = ObjectIndex(index_path, watcher, large_folders)
+        self.index = ObjectIndex(index_path, watcher, large_folders, kept_rows)
         self._reactor = reactor
         self._threadpool = threadpool
         self.syncs = SharedSyncs()

@@ -29,6 +29,7 @@ import threading
 from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, NamedTuple, Optional, Sequence, Tuple
 
+from gateway.backends.keptrows import KeptRowsBudget
 from gateway.backends.localfolders import FolderCache
 from gateway.backends.localnames import NameCache
 from gateway.backends.localwatch import FolderWatcher
@@ -99,10 +100,6 @@ def _select(count: int) -> str:
 
 
 _SELECT_ONE = _select(1)
-
-#: How many keys' rows an index keeps in memory between commits (L{ObjectIndex.get}): about
-#: 2 MB at most for rows without metadata.
-ROWS_KEPT = 4096
 
 #: Not in the kept rows (where C{None} means the key has no row).
 _NOT_KEPT = object()
@@ -262,8 +259,11 @@ class ObjectIndex:
         path: str,
         watcher: Optional[FolderWatcher] = None,
         large_folders: Optional[NameCache] = None,
+        kept_rows: Optional[KeptRowsBudget] = None,
     ) -> None:
         self._path = path
+        #: The process's budget of kept rows (L{get}), shared by its buckets, when given.
+        self._budget = KeptRowsBudget() if kept_rows is None else kept_rows
         #: Held across a rename and its new row, and across a file's check and its MD5 row, so
         #: that a row remembered for an old file never replaces the row of a new one.
         self.lock = threading.RLock()
@@ -345,44 +345,57 @@ class ObjectIndex:
         """
         The row of C{key}, or C{None}: every GET and HEAD asks.
 
-        Rows read are kept (up to L{ROWS_KEPT}) until the next commit to the database, by any
-        process: a kept row is the one a query would return, and costs no query (4.8 us of a
-        small GET's 120; its check, L{CommitMark.current}, takes 0.04). Rows are neither kept
-        nor taken from the kept ones while this process has a transaction open, whose own
-        writes a query sees before they are committed.
+        Rows read are kept (while the process's L{KeptRowsBudget} lasts) until the next commit
+        to the database, by any process: a kept row is the one a query would return, and costs
+        no query (4.8 us of a small GET's 112; its check, L{CommitMark.current}, takes 0.04).
+        Rows are neither kept nor taken from the kept ones while this process has a
+        transaction open, whose own writes a query sees before they are committed.
         """
         mark = self._mark
         if mark is not None:
-            now = mark.current()
             kept = self._kept
-            if kept[0] != now:
-                kept = self._kept = (now, {}, {})
-            elif (db := self._db) is not None and not db.in_transaction:
+            if kept[0] == mark.current() and (db := self._db) is not None and (
+                not db.in_transaction
+            ):
                 row = kept[1].get(key, _NOT_KEPT)
                 if row is not _NOT_KEPT:
                     return row  # type: ignore[return-value]
         with self.lock:
             db = self._connect()
+            mark = self._mark
+            # Read before the row: a commit between the two changes the mark, and with it,
+            # drops the row.
+            now = mark.current() if mark is not None else None
             found = None
             for values in db.execute(_SELECT_ONE, (key,)):
                 found = IndexRow._make(values)
-            if mark is not None and not db.in_transaction and len(kept[1]) < ROWS_KEPT:
-                # Read after the mark was: a commit between the two changes the mark, and with
-                # it, drops this row.
-                kept[1][key] = found
+            if now is not None and not db.in_transaction:
+                self._keep(now, key, found)
         return found
+
+    def _keep(self, now: bytes, key: str, row: Optional[IndexRow]) -> None:
+        """
+        Keep C{row} as of mark C{now}, dropping the rows kept as of another; under L{lock},
+        so that what the budget lent matches what is kept.
+        """
+        kept = self._kept
+        if kept[0] != now:
+            self._budget.give_back(len(kept[1]))
+            kept = self._kept = (now, {}, {})
+        if key not in kept[1] and self._budget.take():
+            kept[1][key] = row
 
     def row_info(self, row: IndexRow) -> ObjectInfo:
         """
         C{row.info()}, made once per row that L{get} keeps (1.5 us of JSON checks and an attrs
         instance, a GET's largest step after the query).
         """
-        infos = self._kept[2]
+        rows, infos = self._kept[1:]
         made = infos.get(row.key)
         if made is not None and made[0] is row:
             return made[1]
         info = row.info()
-        if len(infos) < ROWS_KEPT:
+        if rows.get(row.key) is row:
             infos[row.key] = (row, info)
         return info
 
@@ -441,6 +454,7 @@ class ObjectIndex:
         with self.lock:
             # Unmapped when the last reader lets go of it: a GET may be reading it now.
             self._mark = None
+            self._budget.give_back(len(self._kept[1]))
             self._kept = (b"", {}, {})
             if self._db is not None:
                 self._db.close()

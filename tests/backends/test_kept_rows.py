@@ -16,7 +16,7 @@ from typing import List
 
 import pytest
 
-from gateway.backends import localindex
+from gateway.backends.keptrows import KeptRowsBudget
 from gateway.backends.localindex import IndexRow, ObjectIndex
 from gateway.backends.walmark import HEADER_SIZE, CommitMark
 
@@ -229,19 +229,30 @@ def test_own_transaction_is_not_kept(index: ObjectIndex) -> None:
     assert index.get("c") == row("c")
 
 
-def test_kept_rows_are_bounded(index: ObjectIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kept_rows_are_bounded(tmp_path: Path) -> None:
     """
-    No more than L{localindex.ROWS_KEPT} rows are kept: the others are asked for each time.
+    No more rows are kept than the budget allows, counted over every index that shares it:
+    the others are asked for each time. A commit, or closing an index, gives its rows back.
     """
-    monkeypatch.setattr(localindex, "ROWS_KEPT", 2)
-    for key in "abc":
-        index.put(row(key))
-    for key in "abc":
-        index.get(key)
-    statements = queries_of(index)
-    for key in "abc":
-        assert index.get(key) == row(key)
-    assert selects(statements) == 1
+    budget = KeptRowsBudget(3)
+    first = ObjectIndex(str(tmp_path / "first.sqlite3"), kept_rows=budget)
+    second = ObjectIndex(str(tmp_path / "second.sqlite3"), kept_rows=budget)
+    for key in "ab":
+        first.put(row(key))
+        second.put(row(key))
+    for key in "ab":
+        first.get(key)
+        second.get(key)
+    assert budget.left == 0
+    statements = queries_of(second)
+    for key in "ab":
+        assert second.get(key) == row(key)
+    assert selects(statements) == 1  # one of the two was kept
+    first.put(row("c"))  # a commit: the rows kept as of before are dropped at the next get
+    first.get("c")
+    assert budget.left == 3 - 1 - 1
+    first.close()
+    assert budget.left == 3 - 1
 
 
 def test_without_a_mark_every_get_queries(

@@ -537,8 +537,16 @@ class LocalBackend:
             )
             row = row_for(info, st.st_mtime_ns)
 
+            replaced: Optional[os.stat_result] = None
+            tries = 0
+
             def rename() -> None:
-                nonlocal renamed, retired
+                nonlocal renamed, retired, replaced, tries
+                tries += 1
+                if tries > 1:
+                    # The folder went away since the check (place makes it again): whatever
+                    # the key named then went with it.
+                    replaced = localfs.check_clash(root, segments, False, key)
                 if self.spares.swaps(root, temp, replaced):
                     with self.index.lock:
                         renamed = self.spares.swap(temp, path)

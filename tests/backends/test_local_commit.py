@@ -569,3 +569,29 @@ def test_place_checked_folder_gone_meanwhile(tmp_path: Path) -> None:
     localfs.place(str(root), ["gone"], rename, checked=True)
     assert len(tries) == 2
     assert (root / "gone" / "k").read_bytes() == b"x"
+
+
+@pytest_twisted.ensureDeferred
+async def test_folder_removed_between_check_and_rename(
+    backend: LocalBackend, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A key's folder, and the object in it, removed by other means after the commit checked them
+    and before its rename: the folder is made again and the upload put in place, with nothing
+    left of the old object to replace (an exchange with it would fail at every try).
+    """
+    await put(backend, "f/k", b"old")
+    await put(backend, "f/k", b"older")  # replaces a small object: the next upload is a spare
+    real_place = localfs.place
+
+    def removing_first(root_path, segments, action, checked=False):  # type: ignore[no-untyped-def]
+        (root / "f" / "k").unlink()
+        (root / "f").rmdir()
+        return real_place(root_path, segments, action, checked)
+
+    monkeypatch.setattr(localfs, "place", removing_first)
+    await put(backend, "f/k", b"new")
+    monkeypatch.undo()
+    assert (root / "f" / "k").read_bytes() == b"new"
+    assert await get(backend, "f/k") == b"new"
+    assert leftover_temporary_files(root) == []

@@ -81,7 +81,7 @@ from gateway.backends.localspare import SpareFiles
 from gateway.backends.localtemp import TemporaryFiles
 from gateway.backends.localwatch import FolderWatcher
 from gateway.backends.pagecache import PageCacheProbe
-from gateway.backends.producer import ColdReads, FileReader
+from gateway.backends.producer import ColdReads, DescriptorFile, FileReader
 from gateway.backends.reactorcommits import ReactorCommits
 from gateway.interfaces import (
     BackendUnavailable,
@@ -321,7 +321,7 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             self.real_root()  # BackendUnavailable if the root itself is gone
             raise NoSuchObject(key) from None
-        file = os.fdopen(fd, "rb", buffering=0)
+        file = DescriptorFile(fd)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

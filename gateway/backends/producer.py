@@ -31,6 +31,42 @@ BLOCK_SIZE = 512 * 1024
 TURN_SIZE = 4 * 1024 * 1024
 
 
+class DescriptorFile:
+    """
+    An open file read through its descriptor: the part of a file object that the readers of an
+    object use (C{read}, C{seek}, C{tell}, C{fileno}, C{close}), without what C{os.fdopen}
+    makes besides (a C{FileIO} and its C{fstat}: 1.0-1.2 us of a small GET of about 97).
+    Closed when dropped, as a file object is.
+    """
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError("I/O operation on closed file")
+        return self._fd
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fileno(), size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fileno(), offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self.fileno(), 0, os.SEEK_CUR)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class ConsumerStopped(Exception):
     """
     The consumer stopped the producer before the whole body was written (a client that went

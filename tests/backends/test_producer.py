@@ -6,6 +6,8 @@ reactor, and failures.
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 from typing import List, Optional
 
 import pytest
@@ -14,7 +16,13 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.backends.producer import ConsumerStopped, FileRangeProducer, FileReader, TruncatedFile
+from gateway.backends.producer import (
+    ConsumerStopped,
+    DescriptorFile,
+    FileRangeProducer,
+    FileReader,
+    TruncatedFile,
+)
 from gateway.model import ByteRange, ObjectInfo
 from tests.backends.contract import Consumer
 
@@ -258,3 +266,30 @@ def test_file_reader_large_body_streams() -> None:
     done = FileReader(info, io.BytesIO(DATA), block_size=4096).deliver(consumer, None)
     assert result(done) is None
     assert [len(c) for c in consumer.chunks] == [4096, 4096, 2048] and consumer.unregistered
+
+
+def test_descriptor_file(tmp_path: Path) -> None:
+    """
+    L{DescriptorFile} reads, seeks and tells as a file object does, closes its descriptor once
+    (when closed, or when dropped), and refuses use after closing.
+    """
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDONLY)
+    file = DescriptorFile(fd)
+    assert file.fileno() == fd
+    assert file.read(4) == b"0123"
+    assert file.tell() == 4
+    assert file.seek(8) == 8
+    assert file.read(100) == b"89"
+    assert file.read(1) == b""
+    file.close()
+    file.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    with pytest.raises(ValueError):
+        file.read(1)
+    dropped = os.open(path, os.O_RDONLY)
+    DescriptorFile(dropped)
+    with pytest.raises(OSError):
+        os.fstat(dropped)

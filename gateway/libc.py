@@ -15,17 +15,20 @@ from typing import Any, Callable, Optional
 _SHARED_TABLE = frozenset({"x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x"})
 
 
-def libc_function(name: str, *argtypes: Any) -> Optional[Callable[..., int]]:
+def libc_function(
+    name: str, *argtypes: Any, restype: Any = ctypes.c_int
+) -> Optional[Callable[..., Any]]:
     """
-    The C library's function C{name}, taking C{argtypes} and returning an C{int} (C{errno}
-    kept for C{ctypes.get_errno}), or C{None} where this C library has none.
+    The C library's function C{name}, taking C{argtypes} and returning C{restype} (an C{int}
+    unless told; C{errno} kept for C{ctypes.get_errno}), or C{None} where this C library has
+    none.
     """
     try:
         function = getattr(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
     function.argtypes = list(argtypes)
-    function.restype = ctypes.c_int
+    function.restype = restype
     return function  # type: ignore[no-any-return]
 
 

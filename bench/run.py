@@ -48,6 +48,8 @@ def options(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="at most this long uploading listing keys to each such peer (20)")
     parser.add_argument("--rounds", type=int, help="rounds of every test (3)")
     parser.add_argument("--duration", type=int, help="seconds of each wrk run (2)")
+    parser.add_argument("--judged-duration", type=int,
+                        help="seconds of each wrk run at c=64, where the targets are judged (4)")
     parser.add_argument("--budget", type=float,
                         help="seconds the whole run may take; rounds stop to fit (860)")
     parser.add_argument("--servers", help="comma-separated subset of: " + ", ".join(
@@ -65,6 +67,7 @@ def options(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "big_mib": 256 if quick else 1024, "list_keys": 10_000 if quick else 100_000,
         "peer_list_keys": 2_000 if quick else 10_000, "upload_seconds": 5 if quick else 20,
         "rounds": 1 if quick else 3, "duration": 1 if quick else 2,
+        "judged_duration": 1 if quick else 4,
         "budget": 150 if quick else 860,
     }
     for name, value in defaults.items():
@@ -201,12 +204,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 versions[server.name] = server.unavailable
                 say(f"  {server.name}: {server.unavailable}\n{server.log_tail(800)}")
                 continue
-            versions[server.name] = server.version() + (
+            try:
+                version = server.version()
+            except Exception as error:  # a version is worth no run
+                version = f"version unknown ({error!r})"
+            versions[server.name] = version + (
                 " (`--workers auto`)" if server.name == MULTI else "")
             say(f"  {server.name}: {versions[server.name]} on {server.endpoint.base_url}")
             running.append(server)
         versions["wrk (load generator)"] = wrk_version(tools.get("wrk"))
         suite = Suite(running, sizes, workdir, source, tools.get("wrk"), duration=args.duration,
+                      judged_duration=args.judged_duration,
                       walk_limit=10.0 if args.quick else 25.0, say=say)
         for server in running:
             if server.own_storage:
@@ -228,7 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         reserve = 0 if args.no_profile else 50
         rounds = suite.run(args.rounds, deadline - reserve)
         notes.append(f"{rounds} round(s) of every test (of {args.rounds} asked), server order "
-                     f"rotated each round; wrk runs of {args.duration:g} s.")
+                     f"rotated each round; wrk runs of {args.duration:g} s, "
+                     f"{args.judged_duration:g} s at c=64.")
         gateway = next((s for s in running if s.name == SINGLE), None)
         if not args.no_profile and gateway and tools.get("py-spy"):
             say("== profiling the gateway (py-spy)")

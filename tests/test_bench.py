@@ -194,6 +194,30 @@ class _FakeSuite:
     concurrencies = (1, 16, 64)
 
 
+def test_runs_at_the_judged_concurrency_last_the_judged_duration(tmp_path, monkeypatch) -> None:
+    import bench.suite
+
+    seen = []
+
+    def fake_wrk(wrk, endpoint, targets, method, connections, duration, body=None):
+        seen.append((method, connections, duration))
+        return load.WrkResult(ops_per_s=1.0, p50_ms=1.0, p99_ms=1.0, requests=10, errors=0)
+
+    monkeypatch.setattr(bench.suite, "run_wrk", fake_wrk)
+    monkeypatch.setattr(bench.suite, "settle_disk", lambda: None)
+    server = Gateway("gateway", source=REPOSITORY)
+    server.endpoint = Endpoint("127.0.0.1", 9)
+    suite = Suite([server], dataset.Sizes(small_count=2), str(tmp_path), str(tmp_path), "wrk",
+                  duration=2, judged_duration=5, say=lambda text: None)
+    for method in ("get", "put"):
+        for concurrency in (1, 16, 64):
+            suite._small(server, method, concurrency)
+    assert seen == [
+        (method, concurrency, 5 if concurrency == 64 else 2)
+        for method in ("GET", "PUT") for concurrency in (1, 16, 64)
+    ]
+
+
 def test_py_spy_raw_output_is_summarised_by_self_time() -> None:
     raw = (
         "<module> (twistd:8);run (/x/site-packages/twisted/internet/base.py:10);"
@@ -280,6 +304,44 @@ def test_tools_are_found_without_installing() -> None:
 def workdir(tmp_path):
     yield str(tmp_path)
     shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+def test_peers_from_pypi_go_into_the_benchmark_python_even_when_path_has_them(
+    tmp_path, monkeypatch
+) -> None:
+    import bench.install as install
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in install.PIP_TOOLS:
+        tool = elsewhere / name
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+    python = tmp_path / "env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    monkeypatch.setenv("PATH", str(elsewhere) + os.pathsep + os.environ.get("PATH", ""))
+    ran = []
+    monkeypatch.setattr(install, "_run", lambda command, say, timeout=900: ran.append(command))
+    tools = install.ensure_tools(install=True, python=str(python), say=lambda text: None)
+    assert ran[0][:5] == [str(python), "-m", "pip", "install", "-q"]
+    assert sorted(ran[0][5:]) == sorted(set(install.PIP_TOOLS.values()))
+    # Nothing was installed (pip was not run): PATH's programs are used rather than none.
+    assert tools.get("rclone") == str(elsewhere / "rclone")
+
+
+def test_a_moto_of_another_environment_has_no_version_but_does_not_stop_the_run(
+    monkeypatch,
+) -> None:
+    import importlib.metadata
+
+    from bench.peers import Moto
+
+    def no_moto(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_moto)
+    version = Moto("moto", binary="/elsewhere/moto_server").version()
+    assert version == "moto (version unknown: /elsewhere/moto_server is not this Python's)"
 
 
 def test_one_round_against_the_gateway(workdir) -> None:

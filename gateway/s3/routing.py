@@ -64,6 +64,11 @@ def parse_query(
             for name, value in raw_pairs:
                 query.setdefault(_form_decode(name), _form_decode(value))
             return query
+        if b"+" not in raw_query:
+            # No piece to form-decode differently: the decoded pairs are the answer.
+            for name, value in decoded_pairs:
+                query.setdefault(name.decode("utf-8"), value.decode("utf-8"))
+            return query
         for (raw_name, raw_value), (name, value) in zip(raw_pairs, decoded_pairs):
             query.setdefault(
                 _form_decode(raw_name) if b"+" in raw_name else name.decode("utf-8"),

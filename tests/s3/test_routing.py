@@ -367,6 +367,31 @@ def test_parse_query_decodes_as_parse_qsl(raw: bytes) -> None:
 
     assert parse_query(raw) == _parse_qsl_reference(raw)
     assert parse_query(raw, raw_query_pairs(raw)) == _parse_qsl_reference(raw)
+    pairs = raw_query_pairs(raw)
+    assert parse_query(raw, pairs, decoded_pairs(pairs)) == _parse_qsl_reference(raw)
+
+
+def test_parse_query_from_decoded_pairs_decodes_as_parse_qsl() -> None:
+    """
+    From the signature check's decoded pairs, with and without a ``+`` anywhere in the query
+    (without one, the decoded pairs are taken as they are), the answer is urllib's.
+    """
+    import random
+
+    rng = random.Random(7)
+    pieces = [b"a", b"Z", b"-", b"~", b"+", b"=", b"&", b"/", b"%", b"%2F", b"%2B", b"%2b",
+              b"%20", b"%C3%A9", b"\xc3\xa9", b"%zz", b"%4", b"%3D", b"%26", b"x"]
+    tried = 0
+    for _ in range(3000):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        try:
+            expected = _parse_qsl_reference(raw)
+        except UnicodeDecodeError:
+            continue
+        pairs = raw_query_pairs(raw)
+        assert parse_query(raw, pairs, decoded_pairs(pairs)) == expected, raw
+        tried += 1
+    assert tried > 2000
 
 
 def test_parse_query_refuses_bytes_that_an_escape_would_complete() -> None:

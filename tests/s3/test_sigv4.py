@@ -606,6 +606,25 @@ def _decode_and_encode(raw_query: bytes, presigned: bool) -> bytes:
     return "&".join(f"{name}={value}" for name, value in encoded).encode("ascii")
 
 
+def test_decoded_pairs_match_unquote_also_when_remembered() -> None:
+    """
+    Short escaped pieces are decoded once and remembered; long ones every time. Either way, and
+    the second time as the first, a pair decodes as ``unquote_to_bytes`` decodes it.
+    """
+    from urllib.parse import unquote_to_bytes
+
+    from gateway.s3.sigv4 import decoded_pairs
+
+    long_piece = b"%2F".join([b"k" * 60, b"x" * 80])
+    for raw in _random_queries(2000) + [b"long=" + long_piece]:
+        expected = [
+            (unquote_to_bytes(name), unquote_to_bytes(value))
+            for name, value in raw_query_pairs(raw)
+        ]
+        assert decoded_pairs(raw_query_pairs(raw)) == expected, raw
+        assert decoded_pairs(raw_query_pairs(raw)) == expected, raw
+
+
 @pytest.mark.parametrize("presigned", [False, True])
 def test_canonical_query_of_raw_pairs_matches_decoding(presigned: bool) -> None:
     """

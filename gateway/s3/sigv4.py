@@ -269,9 +269,24 @@ def _canonical_piece(raw: bytes) -> bytes:
     """
     if not raw.translate(None, _UNRESERVED):
         return raw
+    if len(raw) <= _REMEMBERED_PIECE:
+        return _encoded_short(raw)
+    return _encoded(raw)
+
+
+def _encoded(raw: bytes) -> bytes:
     if b"%" in raw and _CANONICAL.fullmatch(raw):
         return raw
     return aws_quote(_unquote(raw)).encode("ascii")
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoded_short(raw: bytes) -> bytes:
+    """
+    L{_encoded}, remembered as L{_unquote_short} is: the regular expression that finds the
+    credential of a presigned URL already in AWS's encoding took about 1.2 us each time.
+    """
+    return _encoded(raw)
 
 
 def canonical_headers(headers: Mapping[str, Sequence[str]], names: Sequence[str]) -> bytes:

@@ -564,6 +564,13 @@ def test_canonical_forms() -> None:
         b"X-Amz-Signature=s&a=&a=%20x%2B&b=2&c="
     )
     assert canonical_query(pairs, presigned=True) == b"a=&a=%20x%2B&b=2&c="
+    # Pieces up to 128 bytes are encoded once and remembered; longer ones each time. Both ways,
+    # and again, lower-case escapes come back upper-case and canonical ones as they were.
+    for count in (4, 40, 4, 40):
+        raw = b"p=" + b"%2f" * count + b"&q=" + b"%2F" * count
+        assert canonical_query(raw_query_pairs(raw), presigned=False) == (
+            b"p=" + b"%2F" * count + b"&q=" + b"%2F" * count
+        )
 
 
 def test_parse_timestamp_agrees_with_strptime() -> None:

@@ -167,6 +167,8 @@ class LocalBackend:
         #: Replaced small objects kept for later uploads to write into.
         self.spares = SpareFiles()
         self._link_free = LinkFreeOpener.here(READ_FLAGS)
+        #: Opens a key's folder to check it (L{localfs.check_key}).
+        self._folders = LinkFreeOpener.here(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         probe = PageCacheProbe()
         #: Bodies not in the page cache are read in a thread (where the kernel can tell).
         self._cold_reads = (
@@ -377,7 +379,7 @@ class LocalBackend:
     def _start_write(self, key: str) -> IObjectWriter:
         root = self.real_root()
         segments, folder = split_key(key)
-        localfs.check_key(root, segments, folder, key)
+        localfs.check_key(root, segments, folder, key, self._folders)
         if folder:
             return LocalWriter(
                 self._run,
@@ -589,7 +591,9 @@ class LocalBackend:
                 with locked(root, key, wait):
                     # Where the key leads and what the upload replaces, checked once under
                     # the lock: only a writer of this key (which takes the lock) changes it.
-                    replaced, folders_checked = localfs.check_key(root, segments, False, key)
+                    replaced, folders_checked = localfs.check_key(
+                        root, segments, False, key, self._folders
+                    )
                     if not (folders_checked or make_folders):
                         raise FoldersToMake(key)
                     self.check(condition, key, path, False)

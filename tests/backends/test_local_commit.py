@@ -551,6 +551,57 @@ def test_check_key_one_pass_as_both_checks(tmp_path: Path) -> None:
         localfs.check_key(base, ["a", "link", "new"], False, "a/link/new")
 
 
+def test_check_key_in_its_folder_answers_as_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    With a folder opener, a key three or more segments deep is checked by opening its folder
+    (no C{lstat} per segment) where its folders are all there and what it names is no folder
+    or link; every other layout takes the walk. Either way the answer is the walk's.
+    """
+    from gateway.backends.linkfree import LinkFreeOpener
+
+    opener = LinkFreeOpener.here(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not opener.available:
+        pytest.skip("no openat2 here")
+    root = tmp_path / "r"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "a" / "b" / "k").write_bytes(b"y")
+    (root / "a" / "file").write_bytes(b"x")
+    os.mkfifo(root / "a" / "b" / "fifo")
+    (tmp_path / "out").mkdir()
+    (root / "a" / "link").symlink_to(tmp_path / "out")
+    (root / "a" / "b" / "leaflink").symlink_to(root / "a" / "b" / "k")
+    (root / "a" / "inner").symlink_to(root / "a" / "b")
+    base = str(root)
+    layouts = [
+        ["a", "b", "k"], ["a", "b", "new"], ["a", "b", "fifo"], ["a", "missing", "new"],
+        ["a", "file", "x"], ["a", "b", "c"], ["a", "link", "new"], ["a", "inner", "k"],
+        ["a", "b", "leaflink"], ["a", "b", "c", "d", "e"],
+    ]
+
+    def outcome(segments, folders):  # type: ignore[no-untyped-def]
+        try:
+            found, checked = localfs.check_key(base, segments, False, "/".join(segments), folders)
+        except InvalidObjectKey as error:
+            return "refused", str(error)
+        return (None if found is None else (found.st_ino, found.st_mode)), checked
+
+    for segments in layouts:
+        assert outcome(segments, opener) == outcome(segments, None), segments
+    # The answers above could come from the walk alone: where the folder check answers, it
+    # takes no lstat at all.
+    real_lstat = os.lstat
+
+    def no_lstat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"lstat {path}")
+
+    monkeypatch.setattr(os, "lstat", no_lstat)
+    for segments in (["a", "b", "k"], ["a", "b", "new"], ["a", "b", "fifo"]):
+        assert outcome(segments, opener)[1] is True
+    monkeypatch.setattr(os, "lstat", real_lstat)
+
+
 def test_place_checked_folder_gone_meanwhile(tmp_path: Path) -> None:
     """
     With the folders checked, the first try renames at once; if a delete pruned the folder

@@ -441,17 +441,12 @@ class SignatureV4:
         # S3 refuses x-amz-* headers that the signature does not cover: otherwise anybody on the
         # path could add or change, say, x-amz-meta-* or x-amz-content-sha256.
         signed = self.signed_headers
-        for name in facts.headers:
-            if name[:6] == "x-amz-" and name not in signed:
-                break
-        else:
-            return
-        unsigned = sorted(n for n in facts.headers if n.startswith("x-amz-") and n not in signed)
+        unsigned = [name for name in facts.headers if name[:6] == "x-amz-" and name not in signed]
         if unsigned:
             raise S3Error(
                 "AccessDenied",
                 "There were headers present in the request which were not signed",
-                HeadersNotSigned=", ".join(unsigned),
+                HeadersNotSigned=", ".join(sorted(unsigned)),
             )
 
 

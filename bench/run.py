@@ -111,6 +111,17 @@ def make_servers(args: argparse.Namespace, tools, say: Callable[[str], None]) ->
     return peers
 
 
+def server_version(server: Server) -> str:
+    """
+    What C{server} says its version is, or why it could not say (a moto_server of another Python
+    than this one has no version here): a version is worth no run.
+    """
+    try:
+        return server.version()
+    except Exception as error:
+        return f"{server.name} (version unknown: {error!r})"
+
+
 def wrk_version(wrk: Optional[str]) -> str:
     if not wrk:
         return "not available"
@@ -204,11 +215,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 versions[server.name] = server.unavailable
                 say(f"  {server.name}: {server.unavailable}\n{server.log_tail(800)}")
                 continue
-            try:
-                version = server.version()
-            except Exception as error:  # a version is worth no run
-                version = f"version unknown ({error!r})"
-            versions[server.name] = version + (
+            versions[server.name] = server_version(server) + (
                 " (`--workers auto`)" if server.name == MULTI else "")
             say(f"  {server.name}: {versions[server.name]} on {server.endpoint.base_url}")
             running.append(server)

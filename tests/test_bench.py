@@ -335,13 +335,14 @@ def test_a_moto_of_another_environment_has_no_version_but_does_not_stop_the_run(
     import importlib.metadata
 
     from bench.peers import Moto
+    from bench.run import server_version
 
     def no_moto(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", no_moto)
-    version = Moto("moto", binary="/elsewhere/moto_server").version()
-    assert version == "moto (version unknown: /elsewhere/moto_server is not this Python's)"
+    version = server_version(Moto("moto", binary="/elsewhere/moto_server"))
+    assert version == "moto (version unknown: PackageNotFoundError('moto'))"
 
 
 def test_one_round_against_the_gateway(workdir) -> None:

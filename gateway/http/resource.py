@@ -13,13 +13,19 @@ request), and on small requests that work cost about a tenth of the gateway's CP
   so an upload in progress stops and discards its temporary file;
 - an exception the handler lets escape is logged and answered with a bare 500, as twisted.web
   does; the S3 handler catches everything itself, so this is a last resort.
+
+The handler's coroutine is started here rather than by C{ensureDeferred}: a small GET never waits
+(its metadata is cached and its file read at once), and then the coroutine is done after its
+first step, with no L{Deferred} to make and fire for it. Wrapping it in one cost 2.4 us of a
+4 KiB GET's 88. A coroutine that does wait is handed, as it stands, to Twisted's own driver
+(L{_Rest}).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Callable, Coroutine, Generator, Optional
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -80,7 +86,45 @@ class HandlerResource:
 
         # Registered first: a handler may finish the request before its first await.
         request.notifyFinish().addBoth(request_done)
-        outcome: Deferred[Optional[bytes]] = ensureDeferred(self._handler(request))
+        coroutine = self._handler(request)
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration as done:
+            try:
+                respond(done.value)
+            except BaseException:
+                failed(Failure())
+            return NOT_DONE_YET
+        except BaseException:
+            failed(Failure())
+            return NOT_DONE_YET
+        outcome: Deferred[Optional[bytes]] = Deferred.fromCoroutine(_rest(coroutine, awaited))
         running.append(outcome)
         outcome.addCallback(respond).addErrback(failed)
         return NOT_DONE_YET
+
+
+def _rest(
+    coroutine: Coroutine[Any, Any, Optional[bytes]], awaited: Any
+) -> Generator[Any, Any, Optional[bytes]]:
+    """
+    The rest of a started C{coroutine}, now waiting on C{awaited}, as a generator that Twisted's
+    C{inlineCallbacks} driver runs: each L{Deferred} the coroutine waits on is passed up to the
+    driver, and its result (or failure, a cancellation among them) passed back down.
+    """
+    while True:
+        try:
+            result = yield awaited
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as error:
+            try:
+                awaited = coroutine.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                awaited = coroutine.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]

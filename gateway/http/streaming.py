@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
 from twisted.python import failure
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -296,6 +297,8 @@ class StreamingChannel(http.HTTPChannel):
     """
 
     _host = None
+    #: Whether the connection is gone (L{setTimeout} then cancels the idle timer).
+    _lost = False
     #: Set by the site that builds the channel (twisted.web's Site.buildProtocol).
     site: "StreamingSite"
 
@@ -304,6 +307,33 @@ class StreamingChannel(http.HTTPChannel):
         transport = self.transport
         if transport is not None and hasattr(transport, "bufferSize"):
             transport.bufferSize = READ_SIZE
+
+    def setTimeout(self, period: Optional[float]) -> Optional[float]:
+        """
+        Suspend the idle timeout while a request is answered, without cancelling its timer.
+
+        twisted.web calls this with C{None} when a request's head is in, and again with the
+        period when the answer is done: each time it cancelled the timer and scheduled a new
+        one, two operations on the reactor's heap per request (1.5 us of a 4 KiB GET's 85) and
+        a cancelled call left in the heap. Here the timer stays scheduled and the next call
+        only moves it later (C{DelayedCall.reset}); if it fires while a request is answered,
+        L{timeoutConnection} does nothing and the next call here schedules a new one. Once the
+        connection is lost the timer is cancelled as before, so that it does not keep the
+        channel alive.
+        """
+        if period is None and not self._lost:
+            previous, self.timeOut = self.timeOut, None
+            return previous
+        return super().setTimeout(period)  # type: ignore[no-any-return]
+
+    def timeoutConnection(self) -> None:
+        if self.timeOut is None:
+            return  # a request is being answered (see setTimeout): the connection is not idle
+        super().timeoutConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        super().connectionLost(reason)
 
     def getHost(self):  # type: ignore[no-untyped-def]
         """

@@ -1335,3 +1335,89 @@ def test_an_early_answer_gives_the_large_reads_back(site: StreamingSite) -> None
     kept.feed(b"x" * (LARGE_BODY_SIZE - 100))
     assert site.large_readers == 0
     assert kept.transport.bufferSize == READ_SIZE
+
+
+# (l) the idle timeout.
+
+
+class HeldResource(Resource):
+    """
+    Holds every GET unanswered until the test answers it.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: List[StreamingRequest] = []
+
+    def render_GET(self, request: StreamingRequest) -> object:
+        self.held.append(request)
+        return NOT_DONE_YET
+
+
+IDLE = 10.0
+
+
+def timed_connection(resource: Resource) -> Tuple[MemoryReactorClock, Connection]:
+    clock = MemoryReactorClock()
+    site = StreamingSite(resource, reactor=clock, timeout=IDLE)
+    protocol = site.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return clock, Connection(resource, protocol, transport)  # type: ignore[arg-type]
+
+
+def test_an_idle_connection_is_closed() -> None:
+    clock, connection = timed_connection(BodyResource())
+    connection.feed(head(b"GET", b"/one"))
+    clock.advance(IDLE - 1)
+    assert not connection.transport.disconnecting
+    connection.feed(head(b"GET", b"/two"))
+    clock.advance(IDLE - 1)
+    assert not connection.transport.disconnecting
+    clock.advance(2)
+    assert connection.transport.disconnecting
+    assert len(final_responses(connection.transport)) == 2
+
+
+def test_a_request_answered_slowly_is_not_timed_out() -> None:
+    """
+    The idle timer does not run while a request is answered, however long that takes; once
+    answered, the connection is idle again and timed out after the idle period.
+    """
+    resource = HeldResource()
+    clock, connection = timed_connection(resource)
+    connection.feed(head(b"GET", b"/slow"))
+    clock.advance(IDLE * 3)
+    assert not connection.transport.disconnecting
+    (request,) = resource.held
+    request.write(b"late")
+    request.finish()
+    assert [r.body for r in final_responses(connection.transport)] == [b"late"]
+    clock.advance(IDLE - 1)
+    assert not connection.transport.disconnecting
+    clock.advance(2)
+    assert connection.transport.disconnecting
+
+
+def test_requests_move_the_idle_timer_rather_than_replace_it() -> None:
+    """
+    Answering a request schedules no new timer while the idle one is pending: twisted.web
+    cancelled it and scheduled another for each request.
+    """
+    clock, connection = timed_connection(BodyResource())
+    (timer,) = clock.getDelayedCalls()
+    for _ in range(5):
+        clock.advance(1)
+        connection.feed(head(b"GET", b"/again"))
+    assert clock.getDelayedCalls() == [timer]
+    assert timer.getTime() == 5 + IDLE
+
+
+def test_a_lost_connection_leaves_no_timer() -> None:
+    resource = HeldResource()
+    clock, connection = timed_connection(resource)
+    connection.feed(head(b"GET", b"/slow"))
+    connection.protocol.connectionLost(Failure(ConnectionDone("gone")))
+    assert clock.getDelayedCalls() == []

@@ -18,7 +18,7 @@ The handler's coroutine is started here rather than by C{ensureDeferred}: a smal
 (its metadata is cached and its file read at once), and then the coroutine is done after its
 first step, with no L{Deferred} to make and fire for it. Wrapping it in one cost 2.4 us of a
 4 KiB GET's 88. A coroutine that does wait is handed, as it stands, to Twisted's own driver
-(L{_Rest}).
+(L{_rest}).
 """
 
 from __future__ import annotations

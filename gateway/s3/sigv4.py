@@ -205,8 +205,8 @@ def decoded_pairs(raw_pairs: Sequence[Tuple[bytes, bytes]]) -> List[Tuple[bytes,
     """
     return [
         (
-            _unquote(name) if b"%" in name else name,
-            _unquote(value) if b"%" in value else value,
+            _unquote_escaped(name) if b"%" in name else name,
+            _unquote_escaped(value) if b"%" in value else value,
         )
         for name, value in raw_pairs
     ]
@@ -217,8 +217,13 @@ _REMEMBERED_PIECE = 128
 
 
 def _unquote(escaped: bytes) -> bytes:
-    if b"%" not in escaped:
-        return escaped
+    return _unquote_escaped(escaped) if b"%" in escaped else escaped
+
+
+def _unquote_escaped(escaped: bytes) -> bytes:
+    """
+    L{_unquote} of a piece known to hold a C{%}.
+    """
     if len(escaped) > _REMEMBERED_PIECE:
         return unquote_to_bytes(escaped)
     return _unquote_short(escaped)

@@ -160,10 +160,15 @@ class IBackend(Interface):
         up into common prefixes, each counting as one entry against C{max_keys}.
         """
 
-    def start_write(key: str) -> "Deferred[IObjectWriter]":
+    def start_write(key: str, size: Optional[int] = None) -> "Deferred[IObjectWriter]":
         """
         Begin writing the object under C{key}. A key ending in ``/`` is a folder marker and
         receives an empty body.
+
+        :param size: the length of the body, when the client declared it. A check that
+            only spares a client from sending its body in vain (a key the storage cannot
+            hold beside what is there) may be left to the commit for a small body, which
+            the client sends at once whatever the answer.
         """
 
     def delete(key: str) -> "Deferred[None]":

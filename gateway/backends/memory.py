@@ -101,7 +101,7 @@ class MemoryBackend:
         entries = (self.objects[key][1] for key in sorted(self.objects) if key > start_after)
         return succeed(paginate(entries, prefix, delimiter, start_after, max_keys))
 
-    def start_write(self, key: str) -> "Deferred[IObjectWriter]":
+    def start_write(self, key: str, size: Optional[int] = None) -> "Deferred[IObjectWriter]":
         try:
             self._check_writable()
             _check_key(key)

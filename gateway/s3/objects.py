@@ -196,7 +196,8 @@ async def put_object(context: OperationContext) -> bytes:
     condition = write_condition(context)
     metadata = write_metadata(context, "")
     await check_early(backend, context.key, condition)
-    writer = await backend.start_write(context.key)
+    body = context.request.body  # type: ignore[attr-defined]
+    writer = await backend.start_write(context.key, body.length)
     info, digests = await store_body(context, writer, metadata, condition)
     return upload_answer(context, info, digests)
 

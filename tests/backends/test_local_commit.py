@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList
 
 from gateway.backends import localfs, localkeys, localretire
-from gateway.backends.local import LocalBackend
+from gateway.backends.local import BATCHED_PUT_SIZE, LocalBackend
 from gateway.backends.localcommits import PendingInstall
 from gateway.backends.localkeys import resolve_inside
 from gateway.backends.localsync import SharedSyncs, start_writeback
@@ -79,6 +79,63 @@ async def test_clash_refused_before_the_body(backend: LocalBackend) -> None:
     assert started.called
     with pytest.raises(InvalidObjectKey):
         await started
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_declared_body_refused_before_it(backend: LocalBackend) -> None:
+    """
+    A body declared as large as a batched PUT or larger is refused before it is sent, as one
+    of unknown length.
+    """
+    await put(backend, "file", b"x")
+    started = backend.start_write("file/under", BATCHED_PUT_SIZE)
+    assert started.called
+    with pytest.raises(InvalidObjectKey):
+        await started
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_declared_body_checked_at_commit(
+    backend: LocalBackend, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A small declared body's key is not looked up in the filesystem before the body: the commit
+    refuses what the check before it would have, and stores nothing. Its syntax is still
+    checked at once.
+    """
+    await put(backend, "file", b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    looked_up: List[str] = []
+    real_check = localfs.check_key
+
+    def check_key(root, segments, folder, key, folders=None):  # type: ignore[no-untyped-def]
+        looked_up.append(key)
+        return real_check(root, segments, folder, key, folders)
+
+    monkeypatch.setattr(localfs, "check_key", check_key)
+    for key, message in [("file/under", "'file' is an object"), ("link/k", "leads outside")]:
+        started = backend.start_write(key, 4)
+        assert started.called
+        writer = await started
+        assert looked_up == []
+        writer.write(b"late")
+        with pytest.raises(InvalidObjectKey, match=message):
+            await writer.commit(metadata_for(b"late"))
+        assert looked_up == [key]
+        looked_up.clear()
+    assert list(outside.iterdir()) == []
+    assert leftover_temporary_files(root) == []
+    assert await get(backend, "file") == b"x"
+    assert await names(backend) == (["file"], [])
+    with pytest.raises(InvalidObjectKey):
+        await backend.start_write(".s3gateway/k", 4)
+    # The same key with a body that has room: stored, after the same one check.
+    writer = await backend.start_write("room/k", 4)
+    writer.write(b"body")
+    await writer.commit(metadata_for(b"body"))
+    assert looked_up == ["room/k"] and await get(backend, "room/k") == b"body"
 
 
 @pytest_twisted.ensureDeferred

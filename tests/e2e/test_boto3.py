@@ -468,6 +468,29 @@ def test_traversal_keys_refused_by_boto3(s3, bucket: Bucket, tmp_path: Path, key
     assert not any(p.name == "x" for p in files_under(tmp_path))
 
 
+@pytest.mark.parametrize("size", [4096, 2 * 1024 * 1024])
+def test_keys_the_folder_cannot_hold_refused(
+    s3, bucket: Bucket, tmp_path: Path, size: int
+) -> None:
+    """
+    A key below an object, or through a link to outside the bucket, is refused, whether the
+    gateway finds out before the body (a large one) or at the commit (a small one, which the
+    client has sent already): the object stays, nothing is written outside.
+    """
+    put(s3, bucket, "file", b"kept")
+    outside = tmp_path / "outside-link-target"
+    outside.mkdir()
+    (bucket.path / "link").symlink_to(outside)
+    before = _outside_snapshot(tmp_path, bucket)
+    for key in ["file/under", "link/x"]:
+        with pytest.raises(ClientError) as excinfo:
+            put(s3, bucket, key, os.urandom(size))
+        assert error_of(excinfo) == ("InvalidArgument", 400)
+    assert _outside_snapshot(tmp_path, bucket) == before
+    assert list(outside.iterdir()) == []
+    assert s3.get_object(Bucket=bucket.name, Key="file")["Body"].read() == b"kept"
+
+
 @pytest.mark.parametrize(
     "path",
     [

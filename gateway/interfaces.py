@@ -168,7 +168,7 @@ class IBackend(Interface):
         :param size: the length of the body, when the client declared it. A check that
             only spares a client from sending its body in vain (a key the storage cannot
             hold beside what is there) may be left to the commit for a small body, which
-            the client sends at once whatever the answer.
+            costs the client little to send in vain.
         """
 
     def delete(key: str) -> "Deferred[None]":

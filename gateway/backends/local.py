@@ -379,10 +379,12 @@ class LocalBackend:
     def _start_write(self, key: str, size: Optional[int] = None) -> IObjectWriter:
         """
         A writer for C{key}, whose folders are checked now (L{localfs.check_key}) unless the
-        body is declared smaller than L{BATCHED_PUT_SIZE}: such a body has all but arrived,
-        and its commit checks the key anyway, under the key's lock, so a check now would only
-        repeat it (three system calls: 6,108 4 KiB PUTs a second with them, 6,343 without, two
-        workers at c=64). The key's syntax is checked now whatever the size.
+        body is declared smaller than L{BATCHED_PUT_SIZE}: such a body is on its way or here
+        already (unless the client waits for ``100 Continue``: it then sends a small body in
+        vain before the refusal), and its commit checks the key anyway, under the key's lock,
+        so a check now would mostly repeat it (three system calls: 6,108 4 KiB PUTs a second
+        with them, 6,343 without, two workers at c=64). The key's syntax is checked now
+        whatever the size.
         """
         root = self.real_root()
         segments, folder = split_key(key)
